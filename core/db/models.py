@@ -1,0 +1,232 @@
+"""SQLAlchemy 2.0 typed models (first cut).
+
+Workspace → ApiKey, Corpus → Source → Document → Chunk; Job and Run record work done on a corpus;
+Feedback rates a Run. Chunk ids are deterministic (corpus, path, content hash, ordinal), so re-running
+an ingest is idempotent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from corral.core.db.base import Base
+from corral.core.db.enums import DocumentStatus, JobKind, JobState, SourceKind
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _str_enum(enum: type[Any], length: int = 16) -> Enum:
+    return Enum(
+        enum,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class _Timestamped:
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class Workspace(_Timestamped, Base):
+    __tablename__ = "workspace"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+
+    corpora: Mapped[list[Corpus]] = relationship(back_populates="workspace")
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="workspace")
+
+
+class ApiKey(_Timestamped, Base):
+    """An API key; only a keyed hash of the secret is stored, plus a short prefix to recognise it."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    workspace: Mapped[Workspace] = relationship(back_populates="api_keys")
+
+
+class Corpus(_Timestamped, Base):
+    __tablename__ = "corpus"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Kept equal to the sum over indexed documents by the ingest pipeline; the router reads it.
+    token_count: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    document_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+    workspace: Mapped[Workspace] = relationship(back_populates="corpora")
+    sources: Mapped[list[Source]] = relationship(
+        back_populates="corpus", cascade="all, delete-orphan"
+    )
+    documents: Mapped[list[Document]] = relationship(
+        back_populates="corpus", cascade="all, delete-orphan"
+    )
+
+
+class Source(_Timestamped, Base):
+    __tablename__ = "source"
+    __table_args__ = (UniqueConstraint("corpus_id", "kind", "uri"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(
+        ForeignKey("corpus.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    kind: Mapped[SourceKind] = mapped_column(_str_enum(SourceKind), nullable=False)
+    uri: Mapped[str] = mapped_column(String(2048), nullable=False)
+    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    corpus: Mapped[Corpus] = relationship(back_populates="sources")
+    documents: Mapped[list[Document]] = relationship(back_populates="source")
+
+
+class Document(_Timestamped, Base):
+    """One file of a corpus. ``path`` is relative to its source root and is what citations show."""
+
+    __tablename__ = "document"
+    __table_args__ = (UniqueConstraint("corpus_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(
+        ForeignKey("corpus.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    source_id: Mapped[int | None] = mapped_column(
+        ForeignKey("source.id", ondelete="SET NULL"), index=True
+    )
+    # Also the corpus's reading order: stuffing and order-preserving retrieval sort by path.
+    path: Mapped[str] = mapped_column(String(2048), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # text | markdown | code
+    language: Mapped[str | None] = mapped_column(String(32))
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    line_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    token_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    status: Mapped[DocumentStatus] = mapped_column(_str_enum(DocumentStatus), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+    corpus: Mapped[Corpus] = relationship(back_populates="documents")
+    source: Mapped[Source | None] = relationship(back_populates="documents")
+    chunks: Mapped[list[Chunk]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", order_by="Chunk.ordinal"
+    )
+
+
+class Chunk(Base):
+    """A contiguous slice of a document; a document's chunks in ordinal order rebuild its text."""
+
+    __tablename__ = "chunk"
+    __table_args__ = (UniqueConstraint("document_id", "ordinal"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("document.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
+    start_line: Mapped[int] = mapped_column(Integer, nullable=False)  # 1-based, inclusive
+    end_line: Mapped[int] = mapped_column(Integer, nullable=False)  # 1-based, inclusive
+    char_start: Mapped[int] = mapped_column(Integer, nullable=False)
+    char_end: Mapped[int] = mapped_column(Integer, nullable=False)
+    symbol: Mapped[str | None] = mapped_column(String(512))
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    token_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+
+    document: Mapped[Document] = relationship(back_populates="chunks")
+
+
+class Job(_Timestamped, Base):
+    """Background work. Its state lives here, not only in the broker, so nothing is lost with it."""
+
+    __tablename__ = "job"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_new_id)
+    kind: Mapped[JobKind] = mapped_column(_str_enum(JobKind), nullable=False)
+    state: Mapped[JobState] = mapped_column(
+        _str_enum(JobState), default=JobState.QUEUED, index=True, nullable=False
+    )
+    corpus_id: Mapped[int | None] = mapped_column(
+        ForeignKey("corpus.id", ondelete="CASCADE"), index=True
+    )
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    total: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    done: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if self.state is JobState.SUCCEEDED else (self.done / self.total if self.total else 0.0)
+
+
+class Run(_Timestamped, Base):
+    """One question answered: the strategy decision with its reasons, the tokens, the answer."""
+
+    __tablename__ = "run"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_new_id)
+    corpus_id: Mapped[int] = mapped_column(
+        ForeignKey("corpus.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    question: Mapped[str] = mapped_column(Text, nullable=False)
+    strategy: Mapped[str] = mapped_column(String(32), nullable=False)
+    strategy_reason: Mapped[str] = mapped_column(Text, nullable=False)
+    estimated_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    actual_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    model: Mapped[str] = mapped_column(String(256), nullable=False)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, nullable=False)
+    answer: Mapped[str | None] = mapped_column(Text)
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class Feedback(_Timestamped, Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    rating: Mapped[int] = mapped_column(Integer, nullable=False)  # -1, 0 or +1
+    comment: Mapped[str | None] = mapped_column(Text)

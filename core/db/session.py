@@ -1,0 +1,93 @@
+"""Engines and sessions, created lazily from settings and cached per database URL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from corral.core.config import get_settings
+from corral.core.errors import ServiceUnavailableError
+
+__all__ = ["dispose_engines", "get_engine", "get_sessionmaker", "session_scope"]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while an in-process job writes; foreign keys make cascades real.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+_ENGINES: dict[str, Engine] = {}
+_SESSIONMAKERS: dict[str, sessionmaker[Session]] = {}
+_LOCK = threading.Lock()
+
+
+def _engine_for(url: str) -> Engine:
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (before a fork, or when a test drops its database)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+        _SESSIONMAKERS.clear()
+
+
+def _resolve(url: str | None) -> str:
+    if url is not None:
+        return url
+    settings = get_settings()
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: the configured database), creating its folder for SQLite."""
+    return _engine_for(_resolve(url))
+
+
+def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
+    url = _resolve(url)
+    maker = _SESSIONMAKERS.get(url)
+    if maker is None:
+        maker = _SESSIONMAKERS[url] = sessionmaker(bind=_engine_for(url), expire_on_commit=False)
+    return maker
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error; connection failures are translated."""
+    session = get_sessionmaker(url)()
+    try:
+        yield session
+        session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        raise ServiceUnavailableError(f"database unavailable: {exc.orig}") from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,56 @@
+"""Corral's exception tree.
+
+Every layer raises these (or subclasses) and each boundary translates them: the CLI into a message
+and an exit code, the REST API into a status code and a JSON body. Third-party exceptions are caught
+where they happen and re-raised as one of these with the original chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "CorralError",
+    "IngestError",
+    "InvalidInputError",
+    "ModelError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ServiceUnavailableError",
+]
+
+
+class CorralError(Exception):
+    """Base of every error Corral raises on purpose; ``str(err)`` is fit to show a user."""
+
+
+class ConfigurationError(CorralError):
+    """Settings are missing, contradictory or unsafe for the environment."""
+
+
+class InvalidInputError(CorralError):
+    """The caller gave something we cannot work with (bad path, empty question, bad name)."""
+
+
+class NotFoundError(CorralError):
+    """A named thing (corpus, job, run) does not exist."""
+
+
+class PermissionDeniedError(CorralError):
+    """The request is understood but not allowed (e.g. a path outside the allowed ingest roots)."""
+
+
+class ConflictError(CorralError):
+    """The request contradicts the current state (e.g. a corpus that is still indexing)."""
+
+
+class IngestError(CorralError):
+    """A document or source could not be ingested; the message says which and why."""
+
+
+class ModelError(CorralError):
+    """A model could not be loaded or failed while generating or embedding."""
+
+
+class ServiceUnavailableError(CorralError):
+    """A backing service (database, broker, vector store) could not be reached."""

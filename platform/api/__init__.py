@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): job submission and status, corpora, questions."""

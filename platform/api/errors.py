@@ -1,0 +1,60 @@
+"""Our exception tree → HTTP status codes, with one JSON shape for every error."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from corral.core.errors import (
+    ConfigurationError,
+    ConflictError,
+    CorralError,
+    InvalidInputError,
+    ModelError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[CorralError], int, str]] = [
+    (InvalidInputError, 400, "invalid_input"),
+    (PermissionDeniedError, 403, "permission_denied"),
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+    (ServiceUnavailableError, 503, "service_unavailable"),
+    (ModelError, 502, "model_error"),
+    (ConfigurationError, 500, "configuration_error"),
+]
+
+
+def error_body(kind: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"type": kind, "message": message}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CorralError)
+    async def _corral(_request: Request, exc: CorralError) -> JSONResponse:
+        for cls, status, kind in _STATUS:
+            if isinstance(exc, cls):
+                return JSONResponse(error_body(kind, str(exc)), status_code=status)
+        log.exception("unclassified Corral error", exc_info=exc)
+        return JSONResponse(error_body("error", str(exc)), status_code=500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(kind, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return JSONResponse(error_body("invalid_input", problems), status_code=422)

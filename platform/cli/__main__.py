@@ -1,0 +1,3 @@
+from corral.platform.cli.app import main
+
+main()

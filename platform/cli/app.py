@@ -1,0 +1,64 @@
+"""``corral``: ingest, ask, serve, run workers, migrate."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from corral.core.errors import CorralError
+from corral.platform.cli import exit_codes
+from corral.platform.cli.commands import ask_cmd, db_cmd, demo_cmd, ingest_cmd, serve_cmd
+
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn our errors into one red line and the matching exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CorralError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_codes.for_error(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+app = typer.Typer(
+    name="corral",
+    help="Corral: ask questions over your documents and code, answered with citations.\n\n"
+    + exit_codes.HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("ingest", epilog=exit_codes.HELP)(friendly_errors(ingest_cmd.ingest))
+app.command("ask")(friendly_errors(ask_cmd.ask))
+app.command("corpora")(friendly_errors(ask_cmd.corpora))
+app.command("demo")(friendly_errors(demo_cmd.demo))
+app.command("serve")(friendly_errors(serve_cmd.serve))
+app.command("worker")(friendly_errors(serve_cmd.worker))
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+db_app.command("upgrade")(friendly_errors(db_cmd.upgrade))
+db_app.command("downgrade")(friendly_errors(db_cmd.downgrade))
+db_app.command("current")(friendly_errors(db_cmd.current))
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Model loaders draw tqdm bars on every start; ours are the only progress bars worth showing.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(level=os.environ.get("CORRAL_LOG_LEVEL", "WARNING").upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,61 @@
+"""``corral ask`` and ``corral corpora``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from corral.agents.ask import AskResult, Strategy
+from corral.core.db import session_scope
+from corral.core.services import list_corpora
+from corral.platform.composition import answer, prepare
+
+console = Console()
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus to read.")],
+    strategy: Annotated[
+        Strategy | None, typer.Option(help="Force a reading strategy instead of routing.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Answer a question from a corpus, with citations and the reading strategy chosen."""
+    prepare()
+    result = answer(corpus, question, strategy)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_answer(result)
+
+
+def print_answer(r: AskResult) -> None:
+    console.print(f"[bold]Q:[/] {r.question}", highlight=False)
+    console.print(f"[bold]A:[/] {r.answer}", highlight=False)
+    console.print("[bold]Citations:[/]")
+    for c in r.citations:
+        mark = "cited" if c.cited_by_model else "evidence"
+        score = f" (similarity {c.score:.2f})" if c.score is not None else ""
+        console.print(f"  - {c.label}  [{mark}]{score}", highlight=False, markup=False)
+    console.print(f"[bold]Strategy:[/] {r.strategy} — {r.reason}", highlight=False)
+    console.print(
+        f"[dim]{r.model}: {r.prompt_tokens} prompt + {r.completion_tokens} answer tokens "
+        f"(estimated {r.estimated_tokens} context) in {r.seconds:.1f}s · run {r.run_id}[/]",
+        highlight=False,
+    )
+
+
+def corpora() -> None:
+    """List corpora with their document and token counts."""
+    prepare()
+    with session_scope() as session:
+        rows = list_corpora(session)
+        table = Table("corpus", "documents", "tokens", header_style="bold")
+        for c in rows:
+            table.add_row(c.name, str(c.document_count), f"{c.token_count:,}")
+    console.print(table if rows else "no corpora yet: `corral ingest PATH --corpus NAME`")

@@ -1,0 +1,56 @@
+"""``corral serve`` (the API) and ``corral worker`` (a Celery worker)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from corral.core.config import Mode, get_settings
+from corral.core.errors import ConfigurationError
+from corral.platform.composition import prepare
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Run the REST API. Embedded mode runs ingest jobs on a background thread of this process."""
+    import uvicorn
+
+    settings = get_settings()
+    prepare()
+    uvicorn.run(
+        "corral.platform.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+    )
+
+
+def worker(
+    queues: Annotated[str | None, typer.Option("-Q", "--queues", help="Comma-separated.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Tasks run at once.")] = 1,
+    pool: Annotated[str, typer.Option(help="Celery pool: solo, threads or prefork.")] = "solo",
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker for ingest (and later agent) jobs. Needs server mode."""
+    settings = get_settings()
+    if settings.mode is not Mode.SERVER:
+        raise ConfigurationError(
+            "`corral worker` needs server mode: set CORRAL_MODE=server, CORRAL_DATABASE_URL and "
+            "CORRAL_REDIS_URL (embedded mode runs jobs inside `corral serve`)"
+        )
+    prepare()
+    from corral.ingestion.worker import app
+
+    app.worker_main([
+        "worker",
+        f"--queues={queues or settings.ingest_queue}",
+        f"--concurrency={concurrency}",
+        f"--pool={pool}",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ])

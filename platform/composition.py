@@ -1,0 +1,71 @@
+"""The composition root: builds the services once per process and wires them into each use case.
+
+Everything here is lazy and cached per process, so importing the CLI or the API costs nothing and a
+long-lived server loads each model once.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from corral.agents.ask import AskResult, Strategy, ask
+from corral.core.config import get_settings
+from corral.core.db import get_sessionmaker
+from corral.core.db.migrate import ensure_schema
+from corral.core.errors import ModelError
+from corral.core.index import get_vector_store
+from corral.inference.errors import InferenceError
+from corral.inference.hf import HFChatModel
+from corral.ingestion.embedding import get_embedder
+from corral.ingestion.pipeline import IngestReport, ProgressCallback, ingest_path
+from corral.ingestion.tokens import get_token_counter
+
+__all__ = ["answer", "get_chat_model", "ingest_in_process", "prepare"]
+
+
+def prepare() -> None:
+    """Make the database usable: embedded mode migrates its own file, server mode checks it."""
+    ensure_schema()
+
+
+@lru_cache(maxsize=1)
+def get_chat_model() -> HFChatModel:
+    settings = get_settings()
+    folder, gguf_file = settings.resolved_chat_model()
+    try:
+        return HFChatModel(folder, gguf_file, context_window=settings.chat_context_window)
+    except InferenceError as exc:
+        raise ModelError(str(exc)) from exc
+
+
+def answer(corpus: str, question: str, strategy: Strategy | None = None) -> AskResult:
+    settings = get_settings()
+    return ask(
+        get_sessionmaker(),
+        corpus,
+        question,
+        model=get_chat_model(),
+        embedder=get_embedder(),
+        store=get_vector_store(),
+        max_new_tokens=settings.chat_max_new_tokens,
+        top_k=settings.retrieve_top_k,
+        strategy=strategy,
+    )
+
+
+def ingest_in_process(
+    corpus: str, path: Path, progress: ProgressCallback | None = None
+) -> IngestReport:
+    settings = get_settings()
+    return ingest_path(
+        get_sessionmaker(),
+        corpus,
+        path,
+        embedder=get_embedder(),
+        store=get_vector_store(),
+        token_counter=get_token_counter(),
+        max_file_bytes=settings.max_file_bytes,
+        chunk_chars=settings.chunk_chars,
+        progress=progress,
+    )

@@ -1,0 +1,95 @@
+"""Job submission. The Job row is written first, then the id is handed to whoever runs it.
+
+Server mode sends the id to the Celery queue by task name; embedded mode runs the same Celery task
+in-process (``Task.apply``) on a single background thread, so SQLite sees one writer at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from corral.core.config import Mode, get_settings
+from corral.core.db import JobKind, JobState, session_scope
+from corral.core.errors import InvalidInputError, PermissionDeniedError, ServiceUnavailableError
+from corral.core.services import create_job, finish_job, get_job, get_or_create_corpus
+from corral.ingestion.worker import ingest_job, names
+
+__all__ = ["check_ingest_path", "submit_ingest"]
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-job")
+
+
+@lru_cache(maxsize=4)
+def _producer(broker_url: str) -> Celery:
+    """A Celery app used only to send tasks by name; it needs none of the task code."""
+    return Celery("corral-producer", broker=broker_url, set_as_current=False)
+
+
+def check_ingest_path(raw: str) -> Path:
+    """``raw`` as an absolute path the server may read, or a clear refusal.
+
+    Outside development, paths must lie under ``CORRAL_INGEST_ALLOWED_ROOTS``: an API that reads
+    any path it is sent would hand the server's files to every caller.
+    """
+    if not raw or "\x00" in raw:
+        raise InvalidInputError("the path is empty or contains a NUL byte")
+    path = Path(raw)
+    if not path.is_absolute():
+        raise InvalidInputError(f"the path must be absolute: {raw[:200]!r}")
+    settings = get_settings()
+    roots = [r.resolve() for r in settings.ingest_allowed_roots]
+    if roots:
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(r) for r in roots):
+            raise PermissionDeniedError(
+                f"{raw[:200]!r} is outside the allowed ingest roots ({', '.join(map(str, roots))})"
+            )
+    elif settings.environment != "development":
+        raise PermissionDeniedError(
+            "ingesting server paths is disabled: set CORRAL_INGEST_ALLOWED_ROOTS"
+        )
+    if not path.exists():
+        raise InvalidInputError(f"path does not exist: {raw[:200]}")
+    return path
+
+
+def submit_ingest(corpus: str, path: Path) -> str:
+    """Record an ingest job for ``path`` into ``corpus`` and start it; returns the job id."""
+    with session_scope() as session:
+        corpus_row = get_or_create_corpus(session, corpus)
+        job = create_job(session, JobKind.INGEST, corpus_row.id,
+                         {"corpus": corpus, "path": str(path)})
+        job_id = job.id
+    settings = get_settings()
+    if settings.mode is Mode.SERVER:
+        try:
+            _producer(settings.redis_url or "").send_task(
+                names.INGEST_JOB, args=[job_id], queue=settings.ingest_queue
+            )
+        except KombuOperationalError as exc:
+            with session_scope() as session:
+                finish_job(session, get_job(session, job_id), JobState.FAILED,
+                           error=f"could not queue the job: {exc}")
+            raise ServiceUnavailableError(f"the job broker is unreachable: {exc}") from exc
+    else:
+        future = _executor().submit(ingest_job.apply, args=[job_id])
+        future.add_done_callback(_log_failure)
+    return job_id
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("in-process job failed: %r", exc)

@@ -1,0 +1,140 @@
+"""Server mode for real: API → Redis → a separate `corral worker` process → PostgreSQL and a Chroma
+server; then a question answered from what the worker indexed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.services
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[int]:
+    port = _free_port()
+    log = (tmp_path / "chroma.log").open("w")
+    proc = subprocess.Popen(
+        [str(BIN / "chroma"), "run", "--path", str(tmp_path / "chroma-server"), "--host",
+         "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        else:
+            pytest.fail(f"chroma server did not start: {(tmp_path / 'chroma.log').read_text()}")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server_env(
+    corral_env: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str, redis_url: str,
+    chroma_server: int, reset_caches: Callable[[], None],
+) -> dict[str, str]:
+    values = {
+        "CORRAL_MODE": "server",
+        "CORRAL_DATABASE_URL": postgres_url,
+        "CORRAL_REDIS_URL": redis_url,
+        "CORRAL_CHROMA_HOST": "127.0.0.1",
+        "CORRAL_CHROMA_PORT": str(chroma_server),
+        # A queue of this test's own, so nothing else on the broker takes or leaves its messages.
+        "CORRAL_INGEST_QUEUE": f"ingest-test-{uuid.uuid4().hex[:8]}",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    reset_caches()
+    return {**os.environ}
+
+
+@pytest.fixture
+def worker(server_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    upgrade = subprocess.run([str(BIN / "corral"), "db", "upgrade"], env=server_env,
+                             capture_output=True, text=True, timeout=120)
+    assert upgrade.returncode == 0, upgrade.stderr
+    log_path = tmp_path / "worker.log"
+    proc = subprocess.Popen([str(BIN / "corral"), "worker", "--loglevel", "INFO"], env=server_env,
+                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while "ready." not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"worker did not start:\n{log_path.read_text()}")
+        time.sleep(0.3)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_ingest_runs_on_a_separate_worker_over_redis_and_postgres(
+    worker: subprocess.Popen[bytes], tmp_path: Path, wait_job: Callable[..., dict[str, Any]]
+) -> None:
+    from sqlalchemy import text
+
+    from corral.core.db import get_engine
+    from corral.platform.api.app import create_app
+
+    docs = tmp_path / "kb"
+    docs.mkdir()
+    (docs / "oncall.md").write_text("# On-call\n\nThe on-call engineer rotates every Monday.\n")
+    (docs / "deploy.md").write_text("# Deploys\n\nDeploys are frozen on Fridays after noon.\n")
+
+    with TestClient(create_app()) as client:
+        assert client.get("/healthz").json()["mode"] == "server"
+        accepted = client.post("/v1/corpora/kb/ingest", json={"path": str(docs)})
+        assert accepted.status_code == 202, accepted.text
+        job = wait_job(client, accepted.json()["job_id"])
+        assert job["state"] == "succeeded", job
+        assert job["result"]["indexed"] == 2
+
+        # The rows are in PostgreSQL, written by the worker process (this process only queued).
+        engine = get_engine()
+        assert engine.dialect.name == "postgresql"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM document")).scalar() == 2
+            assert conn.execute(text("SELECT count(*) FROM chunk")).scalar() >= 2
+        worker_log = (tmp_path / "worker.log").read_text()
+        assert accepted.json()["job_id"] in worker_log and "succeeded" in worker_log
+
+        reply = client.post("/v1/corpora/kb/ask", json={"question": "When are deploys frozen?"})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["strategy"] == "stuff"
+        assert body["citations"][0]["path"] == "kb/deploy.md"
+
+
+def test_worker_refuses_embedded_mode(corral_env: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CORRAL_MODE"}
+    r = subprocess.run([str(BIN / "corral"), "worker"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "needs server mode" in r.stderr
