@@ -7,7 +7,6 @@ long-lived server loads each model once.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from corral.agents.ask import AskResult, Strategy, ask
 from corral.core.config import get_settings
@@ -18,8 +17,9 @@ from corral.core.index import get_vector_store
 from corral.inference.errors import InferenceError
 from corral.inference.hf import HFChatModel
 from corral.ingestion.embedding import get_embedder
-from corral.ingestion.pipeline import IngestReport, ProgressCallback, ingest_path
-from corral.ingestion.tokens import get_token_counter
+
+# Ingesting in this process is the pipeline's own configured entry point; the name says where it runs.
+from corral.ingestion.pipeline import ingest_configured as ingest_in_process
 
 __all__ = ["answer", "get_chat_model", "ingest_in_process", "prepare"]
 
@@ -51,21 +51,4 @@ def answer(corpus: str, question: str, strategy: Strategy | None = None) -> AskR
         max_new_tokens=settings.chat_max_new_tokens,
         top_k=settings.retrieve_top_k,
         strategy=strategy,
-    )
-
-
-def ingest_in_process(
-    corpus: str, path: Path, progress: ProgressCallback | None = None
-) -> IngestReport:
-    settings = get_settings()
-    return ingest_path(
-        get_sessionmaker(),
-        corpus,
-        path,
-        embedder=get_embedder(),
-        store=get_vector_store(),
-        token_counter=get_token_counter(),
-        max_file_bytes=settings.max_file_bytes,
-        chunk_chars=settings.chunk_chars,
-        progress=progress,
     )

@@ -5,14 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from corral.core.config import get_settings
-from corral.core.db import JobState, get_sessionmaker, session_scope
+from corral.core.db import JobState, session_scope
 from corral.core.errors import CorralError
-from corral.core.index import get_vector_store
 from corral.core.services import finish_job, get_job, heartbeat, start_job
-from corral.ingestion.embedding import get_embedder
-from corral.ingestion.pipeline.ingest import ingest_path
-from corral.ingestion.tokens import get_token_counter
+from corral.ingestion.pipeline.configured import ingest_configured
 
 __all__ = ["run_ingest_job"]
 
@@ -38,19 +34,8 @@ def run_ingest_job(job_id: str) -> JobState:
             j.total = total
             heartbeat(s, j, done)
 
-    settings = get_settings()
     try:
-        report = ingest_path(
-            get_sessionmaker(),
-            corpus_name,
-            path,
-            embedder=get_embedder(),
-            store=get_vector_store(),
-            token_counter=get_token_counter(),
-            max_file_bytes=settings.max_file_bytes,
-            chunk_chars=settings.chunk_chars,
-            progress=progress,
-        )
+        report = ingest_configured(corpus_name, path, progress)
     except CorralError as exc:
         _finish(job_id, JobState.FAILED, error=str(exc))
         return JobState.FAILED
