@@ -11,11 +11,13 @@ from starlette.concurrency import run_in_threadpool
 from corral.platform.api.errors import install_error_handlers
 from corral.platform.api.routes import corpora, health, jobs
 from corral.platform.composition import prepare
+from corral.platform.jobs import resume_embedded_jobs
 
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(prepare)
+    await run_in_threadpool(resume_embedded_jobs)
     yield
 
 

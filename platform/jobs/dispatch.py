@@ -14,14 +14,15 @@ from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError as KombuOperationalError
+from sqlalchemy import select
 
 from corral.core.config import Mode, get_settings
-from corral.core.db import JobKind, JobState, session_scope
+from corral.core.db import Job, JobKind, JobState, session_scope
 from corral.core.errors import InvalidInputError, PermissionDeniedError, ServiceUnavailableError
 from corral.core.services import create_job, finish_job, get_job, get_or_create_corpus
 from corral.ingestion.worker import ingest_job, names
 
-__all__ = ["check_ingest_path", "submit_ingest"]
+__all__ = ["check_ingest_path", "resume_embedded_jobs", "submit_ingest"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,25 @@ def submit_ingest(corpus: str, path: Path) -> str:
         future = _executor().submit(ingest_job.apply, args=[job_id])
         future.add_done_callback(_log_failure)
     return job_id
+
+
+def resume_embedded_jobs() -> list[str]:
+    """Restart the jobs a previous embedded server left queued or running; returns their ids.
+
+    In embedded mode this process is the only one that runs jobs, so any job not finished when it
+    starts was interrupted by a stop. Ingest jobs are idempotent, so running them again is safe.
+    """
+    if get_settings().mode is not Mode.EMBEDDED:
+        return []
+    with session_scope() as session:
+        ids = list(session.scalars(
+            select(Job.id).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+            .order_by(Job.created_at)
+        ))
+    for job_id in ids:
+        log.warning("resuming interrupted job %s", job_id)
+        _executor().submit(ingest_job.apply, args=[job_id]).add_done_callback(_log_failure)
+    return ids
 
 
 def _log_failure(future: Future[Any]) -> None:

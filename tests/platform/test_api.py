@@ -103,3 +103,21 @@ def test_paths_outside_allowed_roots_are_forbidden(
         ok = c.post("/v1/corpora/docs/ingest", json={"path": str(allowed)})
         assert ok.status_code == 202
         assert wait_job(c, ok.json()["job_id"])["state"] == "succeeded"
+
+
+def test_jobs_interrupted_by_a_stop_resume_when_the_server_starts(
+    corral_env: Path, docs: Path, wait_job: WaitJob
+) -> None:
+    from corral.core.db import JobKind, session_scope
+    from corral.core.db.migrate import ensure_schema
+    from corral.core.services import create_job, get_or_create_corpus, start_job
+
+    ensure_schema()
+    with session_scope() as s:  # as a server killed mid-job leaves it: running, never finished
+        corpus = get_or_create_corpus(s, "docs")
+        job = create_job(s, JobKind.INGEST, corpus.id, {"corpus": "docs", "path": str(docs)})
+        start_job(s, job, total=2)
+        job_id = job.id
+    with TestClient(create_app()) as c:
+        resumed = wait_job(c, job_id)
+        assert resumed["state"] == "succeeded" and resumed["result"]["indexed"] == 1
