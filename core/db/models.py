@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     Float,
@@ -109,6 +110,9 @@ class Source(_Timestamped, Base):
     )
     kind: Mapped[SourceKind] = mapped_column(_str_enum(SourceKind), nullable=False)
     uri: Mapped[str] = mapped_column(String(2048), nullable=False)
+    # Git sources: the commit last indexed. Options: branch, include/exclude globs, limits.
+    commit: Mapped[str | None] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
     last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     corpus: Mapped[Corpus] = relationship(back_populates="sources")
@@ -130,8 +134,10 @@ class Document(_Timestamped, Base):
     )
     # Also the corpus's reading order: stuffing and order-preserving retrieval sort by path.
     path: Mapped[str] = mapped_column(String(2048), nullable=False)
-    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # text | markdown | code
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # text | markdown | code | pdf | ...
     language: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str | None] = mapped_column(String(512))
+    page_count: Mapped[int | None] = mapped_column(Integer)  # paged formats (PDF) only
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     line_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
@@ -165,7 +171,14 @@ class Chunk(Base):
     char_start: Mapped[int] = mapped_column(Integer, nullable=False)
     char_end: Mapped[int] = mapped_column(Integer, nullable=False)
     symbol: Mapped[str | None] = mapped_column(String(512))
-    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # function | class | method | section | paragraph | page | text ...: what the chunk holds.
+    symbol_kind: Mapped[str | None] = mapped_column(String(32))
+    # The enclosing unit (qualified symbol, heading path) and its line range, for expansion.
+    parent: Mapped[str | None] = mapped_column(String(1024))
+    unit_start_line: Mapped[int | None] = mapped_column(Integer)
+    unit_end_line: Mapped[int | None] = mapped_column(Integer)
+    page: Mapped[int | None] = mapped_column(Integer)  # 1-based page for paged formats
+    content_hash: Mapped[str] = mapped_column(String(64), index=True, nullable=False)
     token_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
 
@@ -190,6 +203,11 @@ class Job(_Timestamped, Base):
     done: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    failed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    skipped: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    phase: Mapped[str | None] = mapped_column(String(64))  # listing | parsing | embedding | ...
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -197,6 +215,26 @@ class Job(_Timestamped, Base):
     @property
     def progress(self) -> float:
         return 1.0 if self.state is JobState.SUCCEEDED else (self.done / self.total if self.total else 0.0)
+
+
+class JobItem(Base):
+    """One document's progress inside a job: what was tried, how often, and how it ended."""
+
+    __tablename__ = "job_item"
+    __table_args__ = (UniqueConstraint("job_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    batch: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    path: Mapped[str] = mapped_column(String(2048), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
 
 
 class Run(_Timestamped, Base):
@@ -211,6 +249,10 @@ class Run(_Timestamped, Base):
     question: Mapped[str] = mapped_column(Text, nullable=False)
     strategy: Mapped[str] = mapped_column(String(32), nullable=False)
     strategy_reason: Mapped[str] = mapped_column(Text, nullable=False)
+    forced_strategy: Mapped[str | None] = mapped_column(String(32))
+    # The router's inputs and per-strategy estimates, so a decision can be audited later.
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    backend: Mapped[str | None] = mapped_column(String(64))
     estimated_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     actual_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     model: Mapped[str] = mapped_column(String(256), nullable=False)

@@ -12,7 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from corral.core.db import Base, migrate
 from corral.core.db.session import dispose_engines
 
-TABLES = {"workspace", "api_key", "corpus", "source", "document", "chunk", "job", "run", "feedback"}
+TABLES = {"workspace", "api_key", "corpus", "source", "document", "chunk", "job", "job_item", "run",
+          "feedback"}
 
 
 def _roundtrip(url: str) -> None:
