@@ -1,24 +1,43 @@
-"""Language-aware splitting on top of LangChain's recursive splitter.
+"""Splitting a document into chunks: code along definitions, prose along sections and paragraphs.
 
 Spans are an exact partition of the document: concatenated in ordinal order they give back the text,
 so "read the document whole" and "read these passages" see the same bytes, and character offsets map
-to 1-based line numbers for citations.
+to 1-based line numbers for citations. Every span says what it holds (``symbol``, ``symbol_kind``)
+and where it sits (``parent`` and the ``unit_*_line`` range of the enclosing definition or section,
+the whole file at top level), so retrieval can expand a hit to its function, class or section.
+
+Dispatch by :class:`FileKind`: code with a bundled tree-sitter grammar → :mod:`.code`; Markdown and
+the formats parsed into Markdown (HTML, DOCX, notebooks) → Markdown sections; reStructuredText →
+its sections; PDF → pages; anything else → paragraphs. Other code (JSON, YAML, CSS...) keeps
+LangChain's recursive splitter.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
-from corral.ingestion.parsing import FileKind
+from corral.ingestion.chunking.code import code_units, tree_sitter_language
+from corral.ingestion.chunking.prose import markdown_units, page_units, paragraph_units, rst_units
+from corral.ingestion.chunking.units import Piece, Unit, pack
+from corral.ingestion.parsing import FileKind, ParsedDocument
 
+__all__ = ["MARKDOWN_KINDS", "PARENT_MAX", "SYMBOL_MAX", "Span", "chunk_document", "split_document"]
+
+_log = logging.getLogger(__name__)
 _LANGCHAIN_LANGUAGES = {lang.value for lang in Language}
-# A definition line in most C-family and scripting languages; good enough to label a span until the
-# tree-sitter chunker lands.
+# Column widths of ``Chunk.symbol`` and ``Chunk.parent``: deep heading paths and qualified names
+# are cut to fit (PostgreSQL refuses longer strings).
+SYMBOL_MAX, PARENT_MAX = 512, 1024
+# Kinds whose text is Markdown (the HTML, DOCX and notebook parsers write Markdown headings).
+MARKDOWN_KINDS = frozenset({"markdown", "html", "docx", "notebook"})
+# A definition line, to label spans of code that has no tree-sitter grammar here.
 _SYMBOL = re.compile(
     r"^[ \t]*(?:export\s+)?(?:async\s+)?(?:pub\s+)?"
     r"(?:def|class|function|func|fn|interface|struct|enum|trait|impl|module)\s+([A-Za-z_][\w.]*)",
@@ -28,13 +47,92 @@ _SYMBOL = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Span:
+    """One chunk. Lines are 1-based and inclusive, counted on its first and last non-blank chars.
+
+    ``symbol``: the definition or section the chunk starts with (qualified: ``Class.method``,
+    ``Guide > Install``); ``symbol_kind``: function, method, class, struct, section, page... or
+    ``None`` for top-level code outside definitions. ``parent``: the enclosing definition or
+    heading path (``None`` at file level); ``unit_start_line``/``unit_end_line``: its lines (the
+    whole file at file level). ``page``: the 1-based page where the chunk starts (paged formats).
+    """
+
     ordinal: int
     char_start: int
     char_end: int
-    start_line: int  # 1-based, inclusive
-    end_line: int  # 1-based, inclusive
+    start_line: int
+    end_line: int
     text: str
-    symbol: str | None
+    symbol: str | None = None
+    symbol_kind: str | None = None
+    parent: str | None = None
+    unit_start_line: int | None = None
+    unit_end_line: int | None = None
+    page: int | None = None
+
+
+def chunk_document(doc: ParsedDocument, chunk_chars: int) -> list[Span]:
+    """Spans of a parsed document (carries its pages to the chunker)."""
+    return split_document(doc.text, doc.kind, chunk_chars, pages=doc.pages)
+
+
+def split_document(
+    text: str, kind: FileKind, chunk_chars: int, *, pages: Sequence[int] = ()
+) -> list[Span]:
+    """Split ``text`` into spans of about ``chunk_chars`` characters along its natural boundaries.
+
+    A span exceeds ``chunk_chars`` only by whitespace folded into it. ``pages`` are the char offsets
+    where pages start (PDF).
+    """
+    if not text:
+        return []
+    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    bounds = [*line_starts, len(text)]
+    lines = text.split("\n")
+    pieces = _pieces(text, kind, chunk_chars, lines, bounds, pages)
+    if pieces is None:
+        pieces = _langchain_pieces(text, kind, chunk_chars)
+    return _spans(text, pieces, line_starts, len(lines), pages, label_code=kind.kind == "code")
+
+
+def _pieces(
+    text: str, kind: FileKind, chunk_chars: int, lines: list[str], bounds: list[int],
+    pages: Sequence[int],
+) -> list[Piece] | None:
+    root: Unit | None = None
+    if kind.kind == "code":
+        grammar = tree_sitter_language(kind.language)
+        if grammar is None:
+            return None
+        try:
+            root = code_units(text, grammar, len(lines))
+        except (LookupError, ValueError, RuntimeError, OSError, ImportError) as exc:
+            _log.warning("tree-sitter %s grammar unavailable (%s); using the text splitter", grammar, exc)
+            return None
+    elif kind.kind in MARKDOWN_KINDS:
+        root = markdown_units(lines)
+    elif kind.kind == "rst":
+        root = rst_units(lines)
+    elif pages:
+        starts = bounds[:-1]
+        root = page_units(lines, [bisect.bisect_right(starts, p) - 1 for p in pages])
+    else:
+        root = paragraph_units(lines)
+    try:
+        return pack(text, bounds, root, chunk_chars)
+    except RecursionError:  # pathological nesting: plain line packing still partitions exactly
+        return pack(text, bounds, Unit(0, len(lines), None, None), chunk_chars)
+
+
+def _langchain_pieces(text: str, kind: FileKind, chunk_chars: int) -> list[Piece]:
+    language = kind.language if kind.kind == "code" else None
+    parts = _splitter(language, chunk_chars).split_text(text)
+    if "".join(parts) != text:  # the splitter dropped something: fall back to plain slices
+        parts = [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+    pieces, offset = [], 0
+    for part in parts:
+        pieces.append(Piece(offset, offset + len(part), None, None, None))
+        offset += len(part)
+    return pieces
 
 
 @lru_cache(maxsize=64)
@@ -50,31 +148,55 @@ def _splitter(language: str | None, chunk_chars: int) -> RecursiveCharacterTextS
     )
 
 
-def split_document(text: str, kind: FileKind, chunk_chars: int) -> list[Span]:
-    """Split ``text`` into spans of about ``chunk_chars`` characters along its natural boundaries."""
-    language = kind.language if kind.kind in ("code", "markdown") else None
-    pieces = _splitter(language, chunk_chars).split_text(text)
-    if "".join(pieces) != text:  # the splitter dropped something: fall back to plain slices
-        pieces = [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
-    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+def _spans(
+    text: str, pieces: list[Piece], line_starts: list[int], n_lines: int, pages: Sequence[int],
+    *, label_code: bool,
+) -> list[Span]:
     spans: list[Span] = []
-    offset = 0
+    carry_from: int | None = None  # leading whitespace-only pieces, folded into the next span
     for piece in pieces:
-        if not piece:
+        start, end = piece.char_start, piece.char_end
+        if end <= start:
             continue
-        start, end = offset, offset + len(piece)
-        offset = end
-        if not piece.strip() and spans:
-            # Whitespace-only tail: fold it into the previous span so no span is empty of content.
-            prev = spans[-1]
-            spans[-1] = Span(prev.ordinal, prev.char_start, end, prev.start_line,
-                             prev.end_line, prev.text + piece, prev.symbol)
+        body = text[start:end]
+        if not body.strip():
+            if spans:
+                prev = spans[-1]
+                spans[-1] = _replace(prev, char_end=end, text=prev.text + body)
+            elif carry_from is None:
+                carry_from = start
             continue
-        first = len(piece) - len(piece.lstrip())
-        last = len(piece.rstrip())
-        start_line = bisect.bisect_right(line_starts, start + first)
-        end_line = bisect.bisect_right(line_starts, start + max(last - 1, 0))
-        match = _SYMBOL.search(piece) if kind.kind == "code" else None
-        spans.append(Span(len(spans), start, end, start_line, end_line, piece,
-                          match.group(1) if match else None))
+        if carry_from is not None:
+            start, carry_from = carry_from, None
+            body = text[start:end]
+        first = start + (len(body) - len(body.lstrip()))
+        last = start + len(body.rstrip()) - 1
+        symbol, kind = piece.name, piece.kind
+        if symbol is None and label_code and piece.owner is None:
+            match = _SYMBOL.search(body)
+            symbol = match.group(1) if match else None
+        owner = piece.owner
+        spans.append(Span(
+            ordinal=len(spans), char_start=start, char_end=end,
+            start_line=bisect.bisect_right(line_starts, first),
+            end_line=bisect.bisect_right(line_starts, last),
+            text=body, symbol=_cap(symbol, SYMBOL_MAX), symbol_kind=kind,
+            parent=_cap(owner.name, PARENT_MAX) if owner is not None else None,
+            unit_start_line=owner.start + 1 if owner is not None else 1,
+            unit_end_line=owner.end if owner is not None else n_lines,
+            page=bisect.bisect_right(pages, first) or 1 if pages else None,
+        ))
+    if carry_from is not None:  # the whole text is whitespace
+        spans.append(Span(0, carry_from, len(text), 1, n_lines, text[carry_from:], unit_start_line=1,
+                          unit_end_line=n_lines, page=1 if pages else None))
     return spans
+
+
+def _cap(value: str | None, limit: int) -> str | None:
+    return value if value is None or len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _replace(span: Span, *, char_end: int, text: str) -> Span:
+    return Span(span.ordinal, span.char_start, char_end, span.start_line, span.end_line, text,
+                span.symbol, span.symbol_kind, span.parent, span.unit_start_line, span.unit_end_line,
+                span.page)

@@ -1,23 +1,52 @@
-"""Reading one file: size limit first, then binary sniffing, then strict UTF-8 decoding."""
+"""Reading one document: size limit first, then the format's parser or binary sniffing and strict UTF-8.
+
+Contract of :func:`parse_document`: every document ends as a :class:`ParsedDocument` or a
+:class:`Rejected` with a reason — ``skipped`` for what we decline on purpose (binary, empty),
+``failed`` for what we could not read (over the size limit, undecodable with the byte offset,
+corrupt PDF...). Nothing over ``max_bytes`` is ever read into memory, and no parser error escapes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from corral.core.db import DocumentStatus
 from corral.ingestion.parsing.detect import FileKind, classify, looks_binary
+from corral.ingestion.parsing.registry import Extracted, ParseFailure, get_parser
+from corral.ingestion.parsing.text import decode_text
+from corral.ingestion.sources.base import DocumentTooLargeError, SourceDocument
+
+__all__ = ["ParsedDocument", "Rejected", "decode_text", "parse_document", "read_document"]
 
 _SNIFF_BYTES = 8192
+# Formats that are binary containers by nature: never sniffed, always handed to their parser.
+_CONTAINER_KINDS = frozenset({"pdf", "docx"})
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedDocument:
+    """A document's text and what the chunker and the ``Document`` row need about it.
+
+    ``pages`` is empty for unpaged formats; for PDFs it holds the char offset in ``text`` where each
+    page starts (``pages[0] == 0``), so page ``i + 1`` is ``text[pages[i]:pages[i + 1]]``.
+    """
+
     text: str
     kind: FileKind
     content_hash: str
     size_bytes: int
+    title: str | None = None
+    pages: tuple[int, ...] = ()
+
+    @property
+    def page_count(self) -> int | None:
+        return len(self.pages) if self.pages else None
+
+    @property
+    def line_count(self) -> int:
+        return self.text.count("\n") + (not self.text.endswith("\n"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,55 +60,75 @@ class Rejected:
     content_hash: str = ""
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MB"
-
-
 def read_document(path: Path, max_bytes: int) -> ParsedDocument | Rejected:
-    """Read ``path`` as text, or say why not. Never reads more than ``max_bytes`` into memory."""
-    kind = classify(path)
+    """Read the file at ``path`` (see :func:`parse_document`); its display path is its name."""
     try:
-        size = path.stat().st_size
+        doc = SourceDocument.from_file(path, path.name)
     except OSError as exc:
-        return Rejected(DocumentStatus.FAILED, f"cannot read: {exc.strerror}", kind, 0)
-    if size > max_bytes:
-        return Rejected(
-            DocumentStatus.FAILED,
-            f"file is {_mb(size)}, over the {_mb(max_bytes)} limit (CORRAL_MAX_FILE_BYTES)",
-            kind,
-            size,
-        )
+        return Rejected(DocumentStatus.FAILED, f"cannot read: {exc.strerror}", classify(path), 0)
+    return parse_document(doc, max_bytes)
+
+
+def parse_document(doc: SourceDocument, max_bytes: int) -> ParsedDocument | Rejected:
+    """Parse ``doc`` into text, or say why not. Never reads more than ``max_bytes + 1`` bytes."""
+    kind = classify(PurePosixPath(doc.path))
+    size = doc.size_bytes
     if kind.kind == "binary":
         return Rejected(
-            DocumentStatus.SKIPPED, f"binary format ({path.suffix.lower()}) is not indexed", kind, size
+            DocumentStatus.SKIPPED,
+            f"binary format ({PurePosixPath(doc.path).suffix.lower()}) is not indexed", kind, size,
         )
     try:
-        with path.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
+        data = doc.read_bytes(max_bytes)
+    except DocumentTooLargeError as exc:
+        return Rejected(DocumentStatus.FAILED, str(exc), kind, exc.size_bytes)
     except OSError as exc:
-        return Rejected(DocumentStatus.FAILED, f"cannot read: {exc.strerror}", kind, size)
-    if len(data) > max_bytes:  # grew since stat
-        return Rejected(DocumentStatus.FAILED, f"file is over the {_mb(max_bytes)} limit", kind, size)
+        return Rejected(DocumentStatus.FAILED, f"cannot read: {exc.strerror or exc}", kind, size)
+    size = len(data)
     digest = hashlib.sha256(data).hexdigest()
-    if looks_binary(data[:_SNIFF_BYTES]):
+    if kind.kind not in _CONTAINER_KINDS and looks_binary(data[:_SNIFF_BYTES]):
         return Rejected(
             DocumentStatus.SKIPPED, "binary content (not text) is not indexed", kind, size, digest
         )
+    parser = get_parser(kind.kind)
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return Rejected(
-            DocumentStatus.FAILED,
-            f"invalid UTF-8 at byte {exc.start} (0x{data[exc.start]:02x}); "
-            "re-save the file as UTF-8",
-            kind,
-            size,
-            digest,
-        )
-    if not text.strip():
-        return Rejected(DocumentStatus.SKIPPED, "empty file", kind, size, digest)
+        extracted = parser(data, kind) if parser is not None else Extracted(decode_text(data))
+    except ParseFailure as exc:
+        return Rejected(exc.status, exc.reason, kind, size, digest)
+    except RecursionError:
+        return Rejected(DocumentStatus.FAILED, "document is nested too deeply to parse", kind, size,
+                        digest)
+    if extracted.kind is not None:
+        kind = extracted.kind
+    if not extracted.text.strip():
+        reason = "empty file" if parser is None else f"no text found in this {kind.kind} document"
+        return Rejected(DocumentStatus.SKIPPED, reason, kind, size, digest)
     if kind.kind == "unknown":
         kind = FileKind("text")
-    # Normalise line endings so line numbers and offsets agree on every platform.
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return ParsedDocument(text=text, kind=kind, content_hash=digest, size_bytes=size)
+    return ParsedDocument(
+        text=extracted.text, kind=kind, content_hash=digest, size_bytes=size,
+        title=extracted.title or _first_heading(extracted.text, kind), pages=extracted.pages,
+    )
+
+
+def _first_heading(text: str, kind: FileKind) -> str | None:
+    """A Markdown ``# Title`` or an underlined reStructuredText title in the first lines."""
+    markdown = kind.kind in ("markdown", "notebook", "html", "docx")
+    if not markdown and kind.kind != "rst":
+        return None
+    lines = text[:4000].split("\n")
+    for i, line in enumerate(lines[:40]):
+        stripped = line.strip()
+        if markdown and stripped.startswith("# "):
+            return stripped[2:].strip()[:512] or None
+        if (
+            kind.kind == "rst" and stripped and i + 1 < len(lines)
+            and _is_rst_underline(lines[i + 1], stripped)
+        ):
+            return stripped[:512]
+    return None
+
+
+def _is_rst_underline(line: str, title: str) -> bool:
+    line = line.rstrip()
+    return len(line) >= max(len(title), 3) and len(set(line)) == 1 and line[0] in "=-~^\"'`#*+:._"

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from corral.core.db import DocumentStatus
-from corral.ingestion.parsing import ParsedDocument, Rejected, classify, read_document
+from corral.ingestion.parsing import (
+    Extracted,
+    FileKind,
+    ParsedDocument,
+    Rejected,
+    classify,
+    parse_document,
+    read_document,
+    register_parser,
+)
+from corral.ingestion.sources import SourceDocument
 
 LIMIT = 1024 * 1024
 
@@ -16,7 +27,9 @@ LIMIT = 1024 * 1024
     ("name", "kind", "language"),
     [("a.py", "code", "python"), ("b.ts", "code", "ts"), ("README", "text", None),
      ("notes.md", "markdown", "markdown"), ("x.txt", "text", None), ("p.png", "binary", None),
-     ("Makefile", "text", None), ("data.weird", "unknown", None)],
+     ("Makefile", "text", None), ("data.weird", "unknown", None), ("c.tsx", "code", "tsx"),
+     ("d.rst", "rst", None), ("e.HTML", "html", None), ("f.pdf", "pdf", None),
+     ("g.docx", "docx", None), ("h.ipynb", "notebook", None), ("i.doc", "binary", None)],
 )
 def test_classify_by_name(name: str, kind: str, language: str | None) -> None:
     found = classify(Path(name))
@@ -76,3 +89,127 @@ def test_known_binary_extension_is_skipped_without_sniffing(tmp_path: Path) -> N
     f.write_bytes(b"\x89PNG\r\n\x1a\n")
     got = read_document(f, LIMIT)
     assert isinstance(got, Rejected) and got.status is DocumentStatus.SKIPPED and ".png" in got.reason
+
+
+# --- formats ----------------------------------------------------------------------------------
+
+
+def _pdf(pages: list[str], title: str | None = None) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    if title:
+        pdf.set_title(title)
+    pdf.set_font("helvetica", size=12)
+    for body in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, body)
+    return bytes(pdf.output())
+
+
+def test_pdf_text_keeps_page_starts_and_title(tmp_path: Path) -> None:
+    f = tmp_path / "report.pdf"
+    f.write_bytes(_pdf(["Apples grow on trees.", "Pears are sweet.", "Plums are purple."], "Fruit"))
+    doc = read_document(f, LIMIT)
+    assert isinstance(doc, ParsedDocument)
+    assert doc.kind.kind == "pdf" and doc.title == "Fruit" and doc.page_count == 3
+    assert doc.pages[0] == 0
+    for n, word in enumerate(["Apples", "Pears", "Plums"]):
+        end = doc.pages[n + 1] if n + 1 < len(doc.pages) else len(doc.text)
+        assert word in doc.text[doc.pages[n] : end]
+
+
+def test_docx_headings_lists_and_tables_in_order(tmp_path: Path) -> None:
+    import docx
+
+    d = docx.Document()
+    d.core_properties.title = "Handbook"
+    d.add_heading("Intro", level=1)
+    d.add_paragraph("Hello world.")
+    d.add_paragraph("first item", style="List Bullet")
+    table = d.add_table(rows=1, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "key", "value"
+    d.add_heading("Details", level=2)
+    d.save(tmp_path / "h.docx")
+    doc = read_document(tmp_path / "h.docx", LIMIT)
+    assert isinstance(doc, ParsedDocument) and doc.title == "Handbook"
+    assert doc.text == "## Intro\n\nHello world.\n\n- first item\n\n| key | value |\n\n### Details\n"
+
+
+def test_notebook_cells_in_order_without_outputs(tmp_path: Path) -> None:
+    nb = {"nbformat": 4, "metadata": {"kernelspec": {"language": "python"}}, "cells": [
+        {"cell_type": "markdown", "source": ["# Analysis\n", "We load data."]},
+        {"cell_type": "code", "source": "x = 1\nprint(x)",
+         "outputs": [{"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" * 1000}}]},
+        {"cell_type": "raw", "source": "raw text"},
+    ]}
+    f = tmp_path / "a.ipynb"
+    f.write_text(json.dumps(nb))
+    doc = read_document(f, LIMIT)
+    assert isinstance(doc, ParsedDocument)
+    assert doc.kind.kind == "notebook" and doc.kind.language == "python" and doc.title == "Analysis"
+    assert doc.text == "# Analysis\nWe load data.\n\n```python\nx = 1\nprint(x)\n```\n\nraw text\n"
+
+
+def test_html_main_text_without_boilerplate(tmp_path: Path) -> None:
+    f = tmp_path / "page.html"
+    f.write_text(
+        "<html><head><title>Fruit</title><script>var tracker = 1;</script></head><body>"
+        "<nav><a href='/'>Home</a> <a href='/about'>About us</a></nav>"
+        "<article><h1>Growing pears</h1><p>" + "Pears need sun and patience to grow well. " * 8
+        + "</p><h2>Soil</h2><p>" + "Loamy soil drains and holds water. " * 8 + "</p></article>"
+        "<footer>Copyright 2026 Fruit Inc. All rights reserved.</footer></body></html>"
+    )
+    doc = read_document(f, LIMIT)
+    assert isinstance(doc, ParsedDocument) and doc.kind.kind == "html"
+    assert "# Growing pears" in doc.text and "## Soil" in doc.text and "Loamy soil" in doc.text
+    assert "tracker" not in doc.text and "About us" not in doc.text and "Copyright" not in doc.text
+
+
+def test_html_fragment_without_article_keeps_its_text(tmp_path: Path) -> None:
+    f = tmp_path / "frag.htm"
+    f.write_text("<p>tiny note</p><script>evil()</script>")
+    doc = read_document(f, LIMIT)
+    assert isinstance(doc, ParsedDocument) and "tiny note" in doc.text and "evil" not in doc.text
+
+
+def test_rst_and_markdown_titles(tmp_path: Path) -> None:
+    (tmp_path / "a.rst").write_text("=======\nManual\n=======\n\nBody.\n")
+    (tmp_path / "b.md").write_text("Some intro\n\n# Real Title\n\ntext\n")
+    rst, md = read_document(tmp_path / "a.rst", LIMIT), read_document(tmp_path / "b.md", LIMIT)
+    assert isinstance(rst, ParsedDocument) and rst.kind.kind == "rst" and rst.title == "Manual"
+    assert isinstance(md, ParsedDocument) and md.title == "Real Title"
+
+
+def test_parse_document_reads_through_the_source_document(tmp_path: Path) -> None:
+    f = tmp_path / "x.py"
+    f.write_text("def f():\n    return 1\n")
+    doc = parse_document(SourceDocument.from_file(f, "repo/src/x.py"), LIMIT)
+    assert isinstance(doc, ParsedDocument) and doc.kind == FileKind("code", "python")
+
+
+def test_a_registered_parser_replaces_the_builtin_one(tmp_path: Path) -> None:
+    from corral.ingestion.parsing.registry import _PARSERS, get_parser
+
+    get_parser("html")
+    saved = _PARSERS["html"]
+    try:
+        register_parser("html", lambda data, kind: Extracted(text="custom\n"))
+        f = tmp_path / "p.html"
+        f.write_text("<p>x</p>")
+        doc = read_document(f, LIMIT)
+        assert isinstance(doc, ParsedDocument) and doc.text == "custom\n"
+    finally:
+        register_parser("html", saved)
+
+
+def test_html_encodings_utf8_undeclared_and_latin1_declared(tmp_path: Path) -> None:
+    body = "<p>" + "Crème brûlée is a dessert of rich custard topped with caramel. " * 6 + "</p>"
+    (tmp_path / "u.html").write_bytes(f"<html><body><article>{body}</article></body></html>".encode())
+    (tmp_path / "l.html").write_bytes(
+        f'<html><head><meta charset="iso-8859-1"></head><body><article>{body}</article></body></html>'
+        .encode("latin-1")
+    )
+    for name in ("u.html", "l.html"):
+        doc = read_document(tmp_path / name, LIMIT)
+        assert isinstance(doc, ParsedDocument) and "Crème brûlée" in doc.text, name

@@ -1,0 +1,33 @@
+"""Where documents come from: folders, git repositories, uploaded files and archives.
+
+Each source lists its documents in batches (:meth:`Source.iter_batches`) and re-opens one by path
+(:meth:`Source.open_document`); :func:`open_source` builds one from a ``Source`` row's kind and uri.
+"""
+
+from corral.ingestion.sources.archive import ArchiveLimits, ArchiveSource
+from corral.ingestion.sources.base import (
+    DocumentTooLargeError,
+    Source,
+    SourceDescription,
+    SourceDocument,
+    SourceItem,
+    SourceProblem,
+)
+from corral.ingestion.sources.factory import open_source
+from corral.ingestion.sources.folder import FolderSource
+from corral.ingestion.sources.git import GitSource, parse_git_uri
+
+__all__ = [
+    "ArchiveLimits",
+    "ArchiveSource",
+    "DocumentTooLargeError",
+    "FolderSource",
+    "GitSource",
+    "Source",
+    "SourceDescription",
+    "SourceDocument",
+    "SourceItem",
+    "SourceProblem",
+    "open_source",
+    "parse_git_uri",
+]
