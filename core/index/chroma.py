@@ -54,6 +54,18 @@ class ChromaStore:
         if chunk_ids:
             self._collection(corpus_id).delete(ids=list(chunk_ids))
 
+    def get_embeddings(self, corpus_id: int, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
+        if not chunk_ids:
+            return {}
+        collection = self._collection(corpus_id)
+        found: dict[str, list[float]] = {}
+        ids = list(dict.fromkeys(chunk_ids))
+        for start in range(0, len(ids), _UPSERT_BATCH):
+            res = collection.get(ids=ids[start : start + _UPSERT_BATCH], include=["embeddings"])
+            for cid, vector in zip(res["ids"], res["embeddings"], strict=True):
+                found[cid] = [float(x) for x in vector]
+        return found
+
     def query(self, corpus_id: int, embedding: Sequence[float], k: int) -> list[Hit]:
         collection = self._collection(corpus_id)
         n = min(k, collection.count())

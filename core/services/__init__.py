@@ -10,15 +10,24 @@ from corral.core.services.corpora import (
     validate_corpus_name,
 )
 from corral.core.services.jobs import (
+    ItemState,
+    StaleJobs,
     create_job,
     finish_job,
     get_job,
     heartbeat,
+    item_counts,
+    list_items,
+    list_jobs,
+    reap_stale_jobs,
+    request_cancel,
     start_job,
 )
 
 __all__ = [
     "DEFAULT_WORKSPACE",
+    "ItemState",
+    "StaleJobs",
     "create_job",
     "find_corpus",
     "finish_job",
@@ -27,7 +36,12 @@ __all__ = [
     "get_or_create_corpus",
     "get_or_create_workspace",
     "heartbeat",
+    "item_counts",
     "list_corpora",
+    "list_items",
+    "list_jobs",
+    "reap_stale_jobs",
+    "request_cancel",
     "start_job",
     "validate_corpus_name",
 ]

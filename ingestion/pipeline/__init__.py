@@ -1,19 +1,42 @@
-"""The indexing pipeline: walk → read → split → count → embed → store, incremental by content hash."""
+"""The indexing pipeline: plan a job → index its batches (read, parse, chunk, count, embed, write) →
+finish it; incremental by content hash, idempotent by chunk id, in-process or fanned out."""
 
-from corral.ingestion.pipeline.configured import ingest_configured
-from corral.ingestion.pipeline.ingest import (
+from corral.ingestion.pipeline.batch import (
+    MAX_ITEM_ATTEMPTS,
+    BatchResult,
+    chunk_id,
+    fail_batch,
+    index_batch,
+)
+from corral.ingestion.pipeline.configured import configured_services, ingest_configured, job_params
+from corral.ingestion.pipeline.finish import finish_if_done
+from corral.ingestion.pipeline.jobs import Dispatch, fail_job, run_ingest_job
+from corral.ingestion.pipeline.plan import plan_job
+from corral.ingestion.pipeline.report import (
     FileOutcome,
+    IngestProgress,
     IngestReport,
     ProgressCallback,
-    ingest_path,
 )
-from corral.ingestion.pipeline.jobs import run_ingest_job
+from corral.ingestion.pipeline.services import IngestServices
 
 __all__ = [
+    "MAX_ITEM_ATTEMPTS",
+    "BatchResult",
+    "Dispatch",
     "FileOutcome",
+    "IngestProgress",
     "IngestReport",
+    "IngestServices",
     "ProgressCallback",
+    "chunk_id",
+    "configured_services",
+    "fail_batch",
+    "fail_job",
+    "finish_if_done",
+    "index_batch",
     "ingest_configured",
-    "ingest_path",
+    "job_params",
+    "plan_job",
     "run_ingest_job",
 ]

@@ -1,53 +1,81 @@
-"""Running an ingest job recorded in SQL: the same function in-process and in a Celery worker."""
+"""Running an ingest job recorded in SQL: plan it, then index its batches here or on workers.
+
+The same functions run in-process (embedded mode, the CLI) and in Celery workers (server mode):
+the only difference is ``dispatch``, which hands each batch to a worker instead of running it here.
+"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Callable
 
-from corral.core.db import JobState, session_scope
+from corral.core.db import JobState
 from corral.core.errors import CorralError
-from corral.core.services import finish_job, get_job, heartbeat, start_job
-from corral.ingestion.pipeline.configured import ingest_configured
+from corral.core.services import finish_job, get_job
+from corral.ingestion.pipeline.batch import index_batch
+from corral.ingestion.pipeline.finish import finish_if_done
+from corral.ingestion.pipeline.plan import plan_job
+from corral.ingestion.pipeline.report import IngestProgress, ProgressCallback
+from corral.ingestion.pipeline.services import IngestServices
+from corral.ingestion.pipeline.source import open_job_source
 
-__all__ = ["run_ingest_job"]
+__all__ = ["Dispatch", "fail_job", "run_ingest_job"]
 
 log = logging.getLogger(__name__)
 
+Dispatch = Callable[[str, int], None]  # (job id, batch number): queue that batch on a worker
 
-def run_ingest_job(job_id: str) -> JobState:
-    """Run the ingest job ``job_id`` to a final state and record it; returns that state.
 
-    A job already finished is left alone (a redelivered message does nothing). Errors of ours mark
-    the job failed with their message; anything else is recorded too, then re-raised for the logs.
+def run_ingest_job(
+    services: IngestServices,
+    job_id: str,
+    *,
+    dispatch: Dispatch | None = None,
+    progress: ProgressCallback | None = None,
+) -> JobState:
+    """Run ``job_id``: plan it, then index every pending batch — here, or via ``dispatch``.
+
+    Returns the job's state afterwards: final when run here; ``running`` when batches were handed
+    out (the last batch to finish finishes the job). A job already finished is left alone, so a
+    redelivered message does nothing. Errors of ours that concern the whole job (a source that does
+    not exist) fail it with their message; others are recorded too and re-raised.
     """
-    with session_scope() as session:
+    with services.session_factory.begin() as session:
         job = get_job(session, job_id)
         if job.state.finished:
             return job.state
-        start_job(session, job)
-        corpus_name, path = job.params["corpus"], Path(job.params["path"])
-
-    def progress(done: int, total: int, _current: str) -> None:
-        with session_scope() as s:
-            j = get_job(s, job_id)
-            j.total = total
-            heartbeat(s, j, done)
-
+        if job.cancel_requested:
+            finish_job(session, job, JobState.CANCELLED, error="cancelled before it started")
+            return JobState.CANCELLED
+        params = dict(job.params)
     try:
-        report = ingest_configured(corpus_name, path, progress)
+        batches = plan_job(services, job_id, open_job_source(params))
     except CorralError as exc:
-        _finish(job_id, JobState.FAILED, error=str(exc))
+        fail_job(services, job_id, str(exc))
         return JobState.FAILED
-    except Exception as exc:
-        _finish(job_id, JobState.FAILED, error=f"internal error: {exc!r}")
-        raise
-    _finish(job_id, JobState.SUCCEEDED, result=report.to_dict())
-    log.info("ingest job %s: %d indexed, %d failed", job_id, report.indexed, report.failed)
-    return JobState.SUCCEEDED
+    if dispatch is not None:
+        log.info("ingest job %s: %d batches to index", job_id, len(batches))
+        for batch in batches:
+            dispatch(job_id, batch)
+        return finish_if_done(services, job_id) or JobState.RUNNING
+
+    chunks = failed = done = 0
+    with services.session_factory.begin() as session:
+        total = get_job(session, job_id).total
+    for batch in batches:
+        result = index_batch(services, job_id, batch)
+        chunks, failed, done = chunks + result.chunks, failed + result.failed, done + result.documents
+        if progress is not None:
+            progress(IngestProgress(done=done, total=total, chunks=chunks, failed=failed,
+                                    current=result.last_path))
+    state = finish_if_done(services, job_id)
+    if state is None:  # a batch left items pending: only a concurrent writer could do that
+        raise CorralError(f"job {job_id} still has pending documents after all its batches ran")
+    return state
 
 
-def _finish(job_id: str, state: JobState, *, result: dict[str, object] | None = None,
-            error: str | None = None) -> None:
-    with session_scope() as session:
-        finish_job(session, get_job(session, job_id), state, result=result, error=error)
+def fail_job(services: IngestServices, job_id: str, error: str) -> None:
+    with services.session_factory.begin() as session:
+        job = get_job(session, job_id)
+        if not job.state.finished:
+            finish_job(session, job, JobState.FAILED, result=job.result, error=error[:4000])

@@ -26,7 +26,8 @@ def _configure(sender: Celery, **_: Any) -> None:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.ingest_queue,
         task_queues=[Queue(n) for n in (settings.ingest_queue, settings.agent_queue)],  # type: ignore[no-untyped-call]
-        task_routes={names.INGEST_JOB: {"queue": settings.ingest_queue}},
+        task_routes={name: {"queue": settings.ingest_queue}
+                     for name in (names.INGEST_JOB, names.INGEST_BATCH)},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         accept_content=["json"],

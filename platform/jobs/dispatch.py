@@ -7,6 +7,7 @@ in-process (``Task.apply``) on a single background thread, so SQLite sees one wr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -17,12 +18,20 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import select
 
 from corral.core.config import Mode, get_settings
-from corral.core.db import Job, JobKind, JobState, session_scope
+from corral.core.db import Job, JobKind, JobState, SourceKind, session_scope
 from corral.core.errors import InvalidInputError, PermissionDeniedError, ServiceUnavailableError
-from corral.core.services import create_job, finish_job, get_job, get_or_create_corpus
-from corral.ingestion.worker import ingest_job, names
+from corral.core.services import (
+    StaleJobs,
+    create_job,
+    finish_job,
+    get_job,
+    get_or_create_corpus,
+    request_cancel,
+)
+from corral.ingestion.pipeline import job_params
+from corral.ingestion.worker import ingest_job, names, run_watchdog
 
-__all__ = ["check_ingest_path", "resume_embedded_jobs", "submit_ingest"]
+__all__ = ["cancel_job", "check_ingest_path", "resume_embedded_jobs", "submit_ingest", "watchdog_once"]
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +75,29 @@ def check_ingest_path(raw: str) -> Path:
     return path
 
 
-def submit_ingest(corpus: str, path: Path) -> str:
-    """Record an ingest job for ``path`` into ``corpus`` and start it; returns the job id."""
+def submit_ingest(
+    corpus: str, path: Path | str, *, kind: SourceKind | str = SourceKind.PATH,
+    options: Mapping[str, Any] | None = None,
+) -> str:
+    """Record an ingest job for a source (by default the folder or file ``path``) into ``corpus``
+    and start it; returns the job id."""
+    params = job_params(corpus, path, kind, options)
     with session_scope() as session:
         corpus_row = get_or_create_corpus(session, corpus)
-        job = create_job(session, JobKind.INGEST, corpus_row.id,
-                         {"corpus": corpus, "path": str(path)})
+        job = create_job(session, JobKind.INGEST, corpus_row.id, params)
         job_id = job.id
+    try:
+        _send(job_id)
+    except ServiceUnavailableError as exc:
+        with session_scope() as session:
+            finish_job(session, get_job(session, job_id), JobState.FAILED,
+                       error=f"could not queue the job: {exc}")
+        raise
+    return job_id
+
+
+def _send(job_id: str) -> None:
+    """Hand ``job_id`` to whoever runs jobs: the Celery queue, or this process's job thread."""
     settings = get_settings()
     if settings.mode is Mode.SERVER:
         try:
@@ -80,14 +105,20 @@ def submit_ingest(corpus: str, path: Path) -> str:
                 names.INGEST_JOB, args=[job_id], queue=settings.ingest_queue
             )
         except KombuOperationalError as exc:
-            with session_scope() as session:
-                finish_job(session, get_job(session, job_id), JobState.FAILED,
-                           error=f"could not queue the job: {exc}")
             raise ServiceUnavailableError(f"the job broker is unreachable: {exc}") from exc
     else:
-        future = _executor().submit(ingest_job.apply, args=[job_id])
-        future.add_done_callback(_log_failure)
-    return job_id
+        _executor().submit(ingest_job.apply, args=[job_id]).add_done_callback(_log_failure)
+
+
+def cancel_job(job_id: str) -> Job:
+    """Ask ``job_id`` to stop (see :func:`corral.core.services.request_cancel`); returns the job."""
+    with session_scope() as session:
+        return request_cancel(session, job_id)
+
+
+def watchdog_once() -> StaleJobs:
+    """One watchdog pass from this process: requeue or fail jobs whose heartbeat stopped."""
+    return run_watchdog(_send)
 
 
 def resume_embedded_jobs() -> list[str]:

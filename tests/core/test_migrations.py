@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 from corral.core.db import Base, migrate
 from corral.core.db.session import dispose_engines
+from corral.core.index.keyword import include_in_autogenerate
 
 TABLES = {"workspace", "api_key", "corpus", "source", "document", "chunk", "job", "job_item", "run",
           "feedback"}
@@ -22,7 +23,10 @@ def _roundtrip(url: str) -> None:
     try:
         with engine.connect() as conn:
             assert set(sa.inspect(conn).get_table_names()) >= TABLES
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(
+                conn, opts={"include_object": include_in_autogenerate}
+            )
+            diff = compare_metadata(context, Base.metadata)
             assert diff == [], f"models and migrations differ: {diff}"
         assert migrate.current_revision(url) == migrate.head_revision()
         migrate.downgrade(url, "base")

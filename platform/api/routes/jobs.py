@@ -1,22 +1,64 @@
+"""``/v1/jobs``: background jobs with per-document progress, and cancellation."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from corral.core.db import Corpus
-from corral.core.services import get_job
+from fastapi import APIRouter, Query, status
+
+from corral.core.db import Corpus, Job, JobState
+from corral.core.services import get_job, item_counts, list_items, list_jobs
 from corral.platform.api.deps import SessionDep
-from corral.platform.api.schemas import JobOut
+from corral.platform.api.schemas import JobDetailOut, JobItemOut, JobOut
+from corral.platform.jobs import cancel_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+ItemStateQ = Annotated[str | None, Query(max_length=16, pattern="^[a-z]+$")]
 
-@router.get("/{job_id}")
-def job(job_id: str, session: SessionDep) -> JobOut:
-    j = get_job(session, job_id)
-    corpus = session.get(Corpus, j.corpus_id) if j.corpus_id is not None else None
+
+def _out(j: Job, corpus: str | None) -> JobOut:
     return JobOut(
-        id=j.id, kind=j.kind.value, state=j.state.value, corpus=corpus.name if corpus else None,
+        id=j.id, kind=j.kind.value, state=j.state.value, corpus=corpus,
         progress=round(j.progress, 4), done=j.done, total=j.total, error=j.error,
         result=j.result, created_at=j.created_at, started_at=j.started_at,
-        finished_at=j.finished_at, heartbeat_at=j.heartbeat_at,
+        finished_at=j.finished_at, heartbeat_at=j.heartbeat_at, phase=j.phase, failed=j.failed,
+        skipped=j.skipped, attempts=j.attempts, cancel_requested=j.cancel_requested,
     )
+
+
+def _corpus_name(session: SessionDep, j: Job) -> str | None:
+    corpus = session.get(Corpus, j.corpus_id) if j.corpus_id is not None else None
+    return corpus.name if corpus else None
+
+
+@router.get("")
+def jobs(session: SessionDep, state: JobState | None = None, limit: Limit = 50,
+         offset: Offset = 0) -> list[JobOut]:
+    return [_out(j, _corpus_name(session, j))
+            for j in list_jobs(session, state=state, limit=limit, offset=offset)]
+
+
+@router.get("/{job_id}")
+def job(job_id: str, session: SessionDep, items_state: ItemStateQ = None, items_limit: Limit = 100,
+        items_offset: Offset = 0) -> JobDetailOut:
+    j = get_job(session, job_id)
+    items = [JobItemOut(path=i.path, state=i.state, attempts=i.attempts, error=i.error)
+             for i in list_items(session, j.id, state=items_state, limit=items_limit,
+                                 offset=items_offset)]
+    return JobDetailOut(**_out(j, _corpus_name(session, j)).model_dump(),
+                        items_by_state=item_counts(session, j.id), items=items)
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+def cancel(job_id: str) -> JobOut:
+    j = cancel_job(job_id)
+    return _out(j, None)
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_202_ACCEPTED)
+def delete(job_id: str) -> JobOut:
+    """Same as ``POST /v1/jobs/{id}/cancel``: jobs are kept as a record, so delete means stop."""
+    return cancel(job_id)

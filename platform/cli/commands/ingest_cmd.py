@@ -1,4 +1,4 @@
-"""``corral ingest PATH --corpus NAME``."""
+"""``corral ingest PATH --corpus NAME`` (or ``--git URL``): index, with progress bars and a report."""
 
 from __future__ import annotations
 
@@ -9,13 +9,21 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from corral.core.config import Mode, get_settings
-from corral.core.db import JobState, session_scope
+from corral.core.db import JobState, SourceKind, session_scope
 from corral.core.errors import InvalidInputError
 from corral.core.services import get_job
+from corral.ingestion.pipeline import IngestProgress
 from corral.platform.cli import exit_codes
 from corral.platform.composition import ingest_in_process, prepare
 from corral.platform.jobs import submit_ingest
@@ -24,25 +32,29 @@ console = Console()
 
 
 def ingest(
-    path: Annotated[Path, typer.Argument(help="A folder or file to index.")],
-    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus to add the files to.")],
+    path: Annotated[str | None, typer.Argument(
+        help="A folder or file to index; a .zip is extracted safely.")] = None,
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus to add the files to.")] = "",
+    git: Annotated[str | None, typer.Option(
+        "--git", help="A git repository to index instead: a local path or an http(s)/ssh URL.")] = None,
+    branch: Annotated[str | None, typer.Option(help="With --git: the branch to index.")] = None,
     wait: Annotated[bool, typer.Option(help="Server mode: wait for the job to finish.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Index a folder or file (text, Markdown, source code) into a corpus.
+    """Index a folder, file, zip archive or git repository into a corpus.
 
     Unchanged files are not re-embedded; files gone since the last run are removed.
     """
-    if not path.exists() and not path.is_symlink():
-        raise InvalidInputError(f"path does not exist: {path}")
+    if not corpus:
+        raise InvalidInputError("--corpus is required")
+    kind, uri, options = _source(path, git, branch)
     prepare()
-    path = path.absolute()
     if get_settings().mode is Mode.SERVER:
-        report = _ingest_via_worker(corpus, path, wait, as_json)
+        report = _ingest_via_worker(corpus, uri, kind, options, wait, as_json)
         if report is None:
             return
     else:
-        report = _ingest_here(corpus, path, quiet=as_json)
+        report = _ingest_here(corpus, uri, kind, options, quiet=as_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -50,33 +62,67 @@ def ingest(
     raise typer.Exit(_exit_code(report))
 
 
-def _ingest_here(corpus: str, path: Path, quiet: bool) -> dict[str, Any]:
+def _source(path: str | None, git: str | None, branch: str | None
+            ) -> tuple[SourceKind, str, dict[str, Any]]:
+    """What to index: (kind, uri, options), from the arguments. A URL argument means git."""
+    if (path is None) == (git is None):
+        raise InvalidInputError("give either a PATH or --git URL (one of them)")
+    if git is None and path is not None and "://" in path:
+        git = path
+    if git is not None:
+        return SourceKind.GIT, git, ({"branch": branch} if branch else {})
+    if branch:
+        raise InvalidInputError("--branch needs --git")
+    assert path is not None
+    local = Path(path)
+    if not local.exists() and not local.is_symlink():
+        raise InvalidInputError(f"path does not exist: {path}")
+    if local.is_file() and local.suffix.lower() == ".zip":
+        return SourceKind.UPLOAD, str(local.absolute()), {"name": local.name}
+    return SourceKind.PATH, str(local.absolute()), {}
+
+
+def _ingest_here(corpus: str, uri: str, kind: SourceKind, options: dict[str, Any],
+                 quiet: bool) -> dict[str, Any]:
     with Progress(
-        TextColumn("[bold]indexing[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"), console=console, transient=True, disable=quiet,
+        TextColumn("[bold]indexing[/]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("documents, {task.fields[chunks]:,} chunks, {task.fields[failed]} failed"),
+        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
+        console=console, transient=True, disable=quiet,
     ) as bar:
-        task = bar.add_task("", total=None)
+        task = bar.add_task("listing…", total=None, chunks=0, failed=0)
 
-        def progress(done: int, total: int, current: str) -> None:
-            bar.update(task, completed=done, total=total, description=current[-60:])
+        def progress(p: IngestProgress) -> None:
+            bar.update(task, completed=p.done, total=p.total, chunks=p.chunks, failed=p.failed,
+                       description=p.current[-50:])
 
-        return ingest_in_process(corpus, path, progress).to_dict()
+        return ingest_in_process(corpus, uri, progress, kind=kind, options=options).to_dict()
 
 
-def _ingest_via_worker(corpus: str, path: Path, wait: bool, quiet: bool) -> dict[str, Any] | None:
-    job_id = submit_ingest(corpus, path)
+def _ingest_via_worker(corpus: str, uri: str, kind: SourceKind, options: dict[str, Any],
+                       wait: bool, quiet: bool) -> dict[str, Any] | None:
+    job_id = submit_ingest(corpus, uri, kind=kind, options=options)
     if not wait:
         typer.echo(job_id)
         return None
     if not quiet:
-        console.print(f"queued job [bold]{job_id}[/]; waiting for a worker…")
-    while True:
-        with session_scope() as session:
-            job = get_job(session, job_id)
-            state, result, error = job.state, job.result, job.error
-        if state.finished:
-            break
-        time.sleep(0.5)
+        console.print(f"queued job [bold]{job_id}[/]; waiting for a worker… "
+                      f"(`corral jobs show {job_id}`)")
+    with Progress(
+        TextColumn("[bold]indexing[/]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("documents, {task.fields[failed]} failed"), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=console, transient=True, disable=quiet,
+    ) as bar:
+        task = bar.add_task("queued", total=None, failed=0)
+        while True:
+            with session_scope() as session:
+                job = get_job(session, job_id)
+                state, result, error = job.state, job.result, job.error
+                bar.update(task, completed=job.done, total=job.total or None, failed=job.failed,
+                           description=job.phase or state.value)
+            if state.finished:
+                break
+            time.sleep(0.5)
     if state is not JobState.SUCCEEDED or result is None:
         console.print(f"[bold red]job {job_id} {state.value}:[/] {error}")
         raise typer.Exit(exit_codes.ERROR)

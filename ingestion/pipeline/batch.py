@@ -1,0 +1,322 @@
+"""Indexing one batch of a job: read, parse, chunk, count, embed, write — idempotently.
+
+Order of writes, and why re-running any batch at any point is harmless:
+
+1. the vector store: stale chunks deleted, new ones upserted by deterministic id (corpus, path,
+   document content hash, ordinal);
+2. one SQL transaction: the documents, their chunks (the keyword index follows the chunk rows inside
+   this same transaction), the job items' outcomes and the job's counters.
+
+A crash before (2) commits leaves the items pending and SQL unchanged: the batch runs again, finds
+the same ids, and overwrites what (1) wrote. Items already finished are never redone.
+
+A document that cannot be read, parsed or chunked is recorded as skipped or failed with the reason
+and the batch goes on; errors that concern the batch as a whole (the database or vector store
+unreachable, the embedding model broken) propagate, for the task to retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from corral.core.db import Chunk, Document, DocumentStatus
+from corral.core.db.models import Job, JobItem
+from corral.core.index import IndexedChunk
+from corral.core.services import ItemState, get_job, item_counts
+from corral.ingestion.chunking import Span, chunk_document
+from corral.ingestion.embedding import EmbedStats, content_hash, embed_deduplicated
+from corral.ingestion.parsing.read import ParsedDocument, Rejected, parse_document
+from corral.ingestion.pipeline.heartbeat import keep_alive
+from corral.ingestion.pipeline.services import IngestServices
+from corral.ingestion.pipeline.source import open_job_source
+from corral.ingestion.sources.base import DocumentTooLargeError, SourceDocument, SourceProblem
+
+__all__ = ["MAX_ITEM_ATTEMPTS", "BatchResult", "chunk_id", "fail_batch", "index_batch"]
+
+log = logging.getLogger(__name__)
+_MAX_ERROR_CHARS = 2000
+MAX_ITEM_ATTEMPTS = 3
+
+
+def chunk_id(corpus_id: int, path: str, document_hash: str, ordinal: int) -> str:
+    """A chunk's id: the same document content at the same path always gives the same ids."""
+    return hashlib.sha256(f"{corpus_id}\0{path}\0{document_hash}\0{ordinal}".encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    documents: int = 0
+    chunks: int = 0
+    failed: int = 0
+    last_path: str = ""
+    embed: EmbedStats = field(default_factory=EmbedStats)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    path: str
+    state: str
+    error: str | None = None
+    parsed: ParsedDocument | None = None
+    rejected: Rejected | None = None
+    spans: list[Span] = field(default_factory=list)
+
+
+def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResult:
+    """Index the pending items of batch ``batch`` of ``job_id`` (nothing if the job is finished)."""
+    sf = services.session_factory
+    with sf.begin() as session:
+        job = get_job(session, job_id)
+        if job.state.finished:
+            return BatchResult()
+        paths = list(session.scalars(
+            select(JobItem.path).where(JobItem.job_id == job_id, JobItem.batch == batch,
+                                       JobItem.state == ItemState.PENDING).order_by(JobItem.path)))
+        if job.cancel_requested:
+            _mark(session, job_id, batch, paths, ItemState.CANCELLED, "job cancelled")
+            return BatchResult(documents=len(paths))
+        # A document whose batch was started this often and never finished takes its worker down
+        # (a parser crash, memory): it fails alone instead of stopping the job forever.
+        poison = list(session.scalars(
+            select(JobItem.path).where(JobItem.job_id == job_id, JobItem.batch == batch,
+                                       JobItem.state == ItemState.PENDING,
+                                       JobItem.attempts >= MAX_ITEM_ATTEMPTS)))
+        if poison:
+            _mark(session, job_id, batch, poison, ItemState.FAILED,
+                  f"indexing was interrupted {MAX_ITEM_ATTEMPTS} times (the worker stopped or "
+                  "crashed while on this batch)")
+            paths = [p for p in paths if p not in set(poison)]
+        # Started before and never finished: go one document at a time this run, so that a
+        # document that kills its worker is found out and fails alone.
+        retrying = bool(session.scalar(select(func.max(JobItem.attempts)).where(
+            JobItem.job_id == job_id, JobItem.batch == batch, JobItem.state == ItemState.PENDING)))
+        if not retrying:
+            _count_attempt(session, job_id, batch, paths)
+        if job.corpus_id is None:
+            raise ValueError(f"job {job_id} has no corpus")
+        corpus_id, params = job.corpus_id, dict(job.params)
+    if not paths:
+        return BatchResult()
+    source_id = params.get("source_id")
+    with keep_alive(sf, job_id, services.heartbeat_seconds):
+        source = open_job_source(params, refresh=False)
+        with sf.begin() as session:
+            known_docs = {
+                d.path: (d.status, d.content_hash)
+                for d in session.scalars(select(Document).where(
+                    Document.corpus_id == corpus_id, Document.path.in_(paths)))
+            }
+        if not retrying:
+            outcomes = [_read_one(services, source.open_document(p), known_docs.get(p)) for p in paths]
+            return _write(services, job_id, batch, corpus_id, source_id, outcomes)
+        total = BatchResult(last_path=paths[-1] if paths else "")
+        for path in paths:
+            with sf.begin() as session:
+                _count_attempt(session, job_id, batch, [path])
+            one = _write(services, job_id, batch, corpus_id, source_id,
+                         [_read_one(services, source.open_document(path), known_docs.get(path))])
+            total.documents += one.documents
+            total.chunks += one.chunks
+            total.failed += one.failed
+        return total
+
+
+def _count_attempt(session: Session, job_id: str, batch: int, paths: list[str]) -> None:
+    session.execute(update(JobItem).where(JobItem.job_id == job_id, JobItem.batch == batch,
+                                          JobItem.path.in_(paths))
+                    .values(attempts=JobItem.attempts + 1))
+
+
+def _read_one(
+    services: IngestServices, item: SourceDocument | SourceProblem,
+    known: tuple[DocumentStatus, str] | None,
+) -> _Outcome:
+    if isinstance(item, SourceProblem):
+        return _Outcome(item.path, item.status.value, item.reason)
+    try:
+        if known is not None and known[0] is DocumentStatus.INDEXED and _same_bytes(
+                item, known[1], services.max_file_bytes):
+            return _Outcome(item.path, ItemState.UNCHANGED)
+        parsed = parse_document(item, services.max_file_bytes)
+        if isinstance(parsed, Rejected):
+            return _Outcome(item.path, parsed.status.value, parsed.reason, rejected=parsed)
+        if known is not None and known == (DocumentStatus.INDEXED, parsed.content_hash):
+            return _Outcome(item.path, ItemState.UNCHANGED)
+        spans = chunk_document(parsed, services.chunk_chars)
+    except Exception as exc:  # one bad document never stops the batch
+        log.exception("indexing %s failed", item.path)
+        return _Outcome(item.path, ItemState.FAILED, f"internal error while indexing: {exc!r}"[
+            :_MAX_ERROR_CHARS])
+    return _Outcome(item.path, ItemState.INDEXED, parsed=parsed, spans=spans)
+
+
+def _same_bytes(item: SourceDocument, content_hash: str, max_bytes: int) -> bool:
+    """Whether the document's bytes still hash to ``content_hash``: unchanged documents are
+    recognised without parsing them (a PDF's parse costs far more than its hash)."""
+    if item.size_bytes > max_bytes:
+        return False
+    try:
+        return hashlib.sha256(item.read_bytes(max_bytes)).hexdigest() == content_hash
+    except (OSError, DocumentTooLargeError):
+        return False  # the parser reads it again and records why it cannot
+
+
+def _known_vectors(services: IngestServices, corpus_id: int, hashes: list[str]) -> dict[str, list[float]]:
+    """Vectors already stored in this corpus for any of these chunk content hashes."""
+    if not hashes:
+        return {}
+    by_id: dict[str, str] = {}
+    with services.session_factory() as session:
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), 500):
+            rows = session.execute(
+                select(Chunk.content_hash, func.min(Chunk.id)).join(Document)
+                .where(Document.corpus_id == corpus_id,
+                       Chunk.content_hash.in_(unique[start : start + 500]))
+                .group_by(Chunk.content_hash)
+            ).all()
+            by_id.update({cid: digest for digest, cid in rows})
+    vectors = services.store.get_embeddings(corpus_id, list(by_id))
+    return {by_id[cid]: vec for cid, vec in vectors.items()}
+
+
+def _write(
+    services: IngestServices, job_id: str, batch: int, corpus_id: int, source_id: int | None,
+    outcomes: list[_Outcome],
+) -> BatchResult:
+    result = BatchResult(documents=len(outcomes), last_path=outcomes[-1].path if outcomes else "")
+    indexed = [o for o in outcomes if o.state == ItemState.INDEXED and o.parsed is not None]
+    texts = [span.text for o in indexed for span in o.spans]
+    hashes = [content_hash(t) for t in texts]
+    vectors = embed_deduplicated(services.embedder, texts, hashes,
+                                 _known_vectors(services, corpus_id, hashes), result.embed)
+    chunk_tokens = services.token_counter.count(texts)
+    doc_tokens = services.token_counter.count([o.parsed.text for o in indexed if o.parsed])
+
+    records: list[IndexedChunk] = []
+    rows: dict[str, list[Chunk]] = {}
+    cursor = 0
+    for o in indexed:
+        assert o.parsed is not None
+        chunks = rows.setdefault(o.path, [])
+        for span in o.spans:
+            cid = chunk_id(corpus_id, o.path, o.parsed.content_hash, span.ordinal)
+            metadata: dict[str, str | int | float | bool] = {
+                "path": o.path, "ordinal": span.ordinal, "start_line": span.start_line,
+                "end_line": span.end_line, "kind": o.parsed.kind.kind,
+            }
+            for name, value in (("symbol", span.symbol), ("symbol_kind", span.symbol_kind),
+                                ("parent", span.parent), ("page", span.page)):
+                if value is not None:
+                    metadata[name] = value
+            records.append(IndexedChunk(id=cid, text=span.text, embedding=vectors[cursor],
+                                        metadata=metadata))
+            chunks.append(Chunk(
+                id=cid, ordinal=span.ordinal, start_line=span.start_line, end_line=span.end_line,
+                char_start=span.char_start, char_end=span.char_end, symbol=span.symbol,
+                symbol_kind=span.symbol_kind, parent=span.parent,
+                unit_start_line=span.unit_start_line, unit_end_line=span.unit_end_line,
+                page=span.page,
+                token_count=chunk_tokens[cursor], text=span.text, content_hash=hashes[cursor],
+            ))
+            cursor += 1
+    new_ids = {r.id for r in records}
+
+    sf = services.session_factory
+    with sf.begin() as session:
+        touched = [o for o in outcomes if o.state != ItemState.UNCHANGED]
+        docs = {d.path: d for d in session.scalars(select(Document).where(
+            Document.corpus_id == corpus_id, Document.path.in_([o.path for o in touched])))}
+        stale = [cid for cid in session.scalars(select(Chunk.id).where(
+            Chunk.document_id.in_([d.id for d in docs.values()]))) if cid not in new_ids]
+        # Vector store before the SQL commit (see the module docstring).
+        services.store.delete(corpus_id, stale)
+        services.store.upsert(corpus_id, records)
+        services.keyword.delete(corpus_id, stale)
+        services.keyword.upsert(corpus_id, records)
+        if docs:
+            session.execute(delete(Chunk).where(Chunk.document_id.in_([d.id for d in docs.values()])))
+        tokens = iter(doc_tokens)
+        for o in touched:
+            doc = docs.get(o.path)
+            if doc is None:
+                doc = Document(corpus_id=corpus_id, path=o.path)
+                session.add(doc)
+            doc.source_id = source_id
+            if o.parsed is not None:
+                _fill_indexed(doc, o.parsed, next(tokens))
+            else:
+                _fill_rejected(doc, o)
+            doc.chunks = rows.get(o.path, [])
+        by_outcome: dict[tuple[str, str | None], list[str]] = {}
+        for o in outcomes:
+            by_outcome.setdefault((o.state, o.error), []).append(o.path)
+        for (state, error), item_paths in by_outcome.items():
+            session.execute(update(JobItem).where(JobItem.job_id == job_id,
+                                                  JobItem.path.in_(item_paths))
+                            .values(state=state, error=error))
+        result.chunks = len(records)
+        result.failed = sum(o.state == ItemState.FAILED for o in outcomes)
+        _update_counters(session, job_id)
+    return result
+
+
+def _fill_indexed(doc: Document, parsed: ParsedDocument, n_tokens: int) -> None:
+    doc.kind = parsed.kind.kind
+    doc.language = parsed.kind.language
+    doc.title = parsed.title[:512] if parsed.title else None
+    doc.page_count = parsed.page_count
+    doc.content_hash = parsed.content_hash
+    doc.size_bytes = parsed.size_bytes
+    doc.line_count = parsed.line_count
+    doc.token_count = n_tokens
+    doc.status = DocumentStatus.INDEXED
+    doc.error = None
+
+
+def _fill_rejected(doc: Document, o: _Outcome) -> None:
+    rejected = o.rejected
+    doc.kind = rejected.kind.kind if rejected else "unknown"
+    doc.language = rejected.kind.language if rejected else None
+    doc.title = None
+    doc.page_count = None
+    doc.content_hash = rejected.content_hash if rejected else ""
+    doc.size_bytes = rejected.size_bytes if rejected else 0
+    doc.line_count = 0
+    doc.token_count = 0
+    doc.status = DocumentStatus(o.state)
+    doc.error = o.error
+
+
+def _update_counters(session: Session, job_id: str) -> None:
+    """Recount the job's progress from its items (idempotent, unlike increments) and beat."""
+    counts = item_counts(session, job_id)
+    job = session.get_one(Job, job_id)
+    job.done = sum(n for state, n in counts.items() if state not in (ItemState.PENDING,
+                                                                      ItemState.REMOVED))
+    job.failed = counts.get(ItemState.FAILED, 0)
+    job.skipped = counts.get(ItemState.SKIPPED, 0)
+    job.heartbeat_at = datetime.now(UTC)
+
+
+def _mark(session: Session, job_id: str, batch: int, paths: list[str], state: str,
+          error: str) -> None:
+    session.execute(update(JobItem).where(JobItem.job_id == job_id, JobItem.batch == batch,
+                                          JobItem.path.in_(paths)).values(state=state, error=error))
+    _update_counters(session, job_id)
+
+
+def fail_batch(services: IngestServices, job_id: str, batch: int, error: str) -> None:
+    """Record a batch that failed for good (retries spent): its pending items fail with ``error``;
+    the documents keep whatever they had indexed before, and the job goes on."""
+    with services.session_factory.begin() as session:
+        paths = list(session.scalars(
+            select(JobItem.path).where(JobItem.job_id == job_id, JobItem.batch == batch,
+                                       JobItem.state == ItemState.PENDING)))
+        _mark(session, job_id, batch, paths, ItemState.FAILED, error[:_MAX_ERROR_CHARS])
