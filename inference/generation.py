@@ -7,7 +7,7 @@ are written against this contract only, so either backend can sit behind them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -94,3 +94,17 @@ class TextEngine(Protocol):
         params: SamplingParams,
         constraint: TokenConstraint | None = None,
     ) -> GenerationResult: ...
+
+
+class SupportsStats(Protocol):
+    """Optional for a ``TextEngine``: counters the inference server exports on ``/metrics``.
+
+    ``stats()`` returns a mapping; the server reads these keys when present and ignores the rest:
+
+    * ``"tokens_per_second"`` (float): recent decode throughput;
+    * ``"prefix_cache_hit_rate"`` (float in [0, 1]): prompt tokens served from the prefix cache;
+    * ``"expert_utilisation"`` (mapping of layer index to a sequence of floats): the fraction of routed
+      tokens each expert of that MoE layer received.
+    """
+
+    def stats(self) -> Mapping[str, Any]: ...

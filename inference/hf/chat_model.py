@@ -1,20 +1,34 @@
 """A chat model run through transformers, loaded offline from a folder or a GGUF file.
 
 Contract: the caller hands chat messages or token ids and gets token ids and text back; this module
-knows nothing of corpora, retrieval or storage. Generation is greedy, so answers are reproducible.
+knows nothing of corpora, retrieval or storage. ``chat`` is greedy, so answers are reproducible.
+
+It also implements the ``TextEngine`` protocol (``stream``/``generate`` with sampling parameters and a
+``TokenConstraint``) with a plain decode loop over transformers' forward pass: the reference backend
+the OpenAI-compatible server and the embedded engine's parity tests run against.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from corral.inference.errors import ContextOverflowError, InferenceError
+from corral.inference.generation import (
+    FinishReason,
+    GenerationResult,
+    SamplingParams,
+    StreamChunk,
+    TextEngine,
+    TokenConstraint,
+)
+from corral.inference.hf.textgen import TextAssembler, sample_token
 
 __all__ = ["Generation", "HFChatModel"]
 
@@ -59,8 +73,15 @@ class HFChatModel:
         self._torch = torch
         self._lock = threading.Lock()
         self.name = Path(gguf_file).stem if gguf_file else folder.name
+        self.model_id = self.name
         trained = int(getattr(self._model.config, "max_position_embeddings", 2048))
         self.context_window = min(context_window or trained, trained)
+        self.eos_token_ids = _eos_ids(self._tok, self._model)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer, with the model's chat template."""
+        return self._tok
 
     def count_tokens(self, text: str) -> int:
         return len(self._tok(text, add_special_tokens=False)["input_ids"])
@@ -96,9 +117,135 @@ class HFChatModel:
         stopped = bool(new) and new[-1] == self._tok.eos_token_id
         return new, "stop" if stopped else "length"
 
+    def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        if prompt_tokens + max_new_tokens > self.context_window:
+            raise ContextOverflowError(
+                f"prompt of {prompt_tokens} tokens plus {max_new_tokens} new tokens exceeds the "
+                f"{self.context_window}-token window of {self.name}"
+            )
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        constraint: TokenConstraint | None = None,
+    ) -> Iterator[StreamChunk]:
+        """Chunks of new tokens and their final text; the last chunk carries ``finish_reason``.
+
+        Checks run before the first chunk is requested: an empty prompt or an overflowing request
+        raises here, not half-way through a stream.
+        """
+        if not prompt_ids:
+            raise InferenceError("the prompt is empty")
+        if params.max_tokens < 1:
+            raise InferenceError("max_tokens must be at least 1")
+        self.check_fits(len(prompt_ids), params.max_tokens)
+        return self._decode([int(i) for i in prompt_ids], params, constraint)
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        constraint: TokenConstraint | None = None,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        first: float | None = None
+        ids: list[int] = []
+        parts: list[str] = []
+        reason: FinishReason = "length"
+        for chunk in self.stream(prompt_ids, params, constraint):
+            first = first or time.perf_counter()
+            ids.extend(chunk.token_ids)
+            parts.append(chunk.text)
+            reason = chunk.finish_reason or reason
+        ended = time.perf_counter()
+        first = first or ended
+        return GenerationResult(
+            text="".join(parts),
+            token_ids=ids,
+            prompt_tokens=len(prompt_ids),
+            cached_tokens=0,
+            finish_reason=reason,
+            prefill_s=first - started,
+            decode_s=ended - first,
+        )
+
+    def _forward(self, ids: list[int], cache: Any) -> tuple[Any, Any]:
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            out = self._model(
+                input_ids=torch.tensor([ids], dtype=torch.long), cache=cache, use_cache=True
+            )
+        return out.logits[0, -1], out.cache
+
+    def _decode(
+        self, prompt: list[int], params: SamplingParams, constraint: TokenConstraint | None
+    ) -> Iterator[StreamChunk]:
+        torch = self._torch
+        generator = torch.Generator().manual_seed(
+            params.seed if params.seed is not None else random.getrandbits(63)
+        )
+        text = TextAssembler(self._tok, params.stop)
+        eos = set(self.eos_token_ids)
+        produced = 0
+        logits, cache = self._forward(prompt, None)
+        while True:
+            new: list[int] = []
+            finish: FinishReason | None = None
+            if constraint is not None and constraint.is_finished():
+                finish = "stop"
+            elif constraint is not None and (forced := constraint.forced()):
+                # Tokens the grammar forces are fed as a mini-prefill, without sampling.
+                new = forced[: params.max_tokens - produced]
+                constraint.advance(new)
+            else:
+                allowed = constraint.allowed_mask(int(logits.shape[-1])) if constraint else None
+                if allowed is not None and not bool(allowed.any()):
+                    finish = "constraint"
+                else:
+                    token = sample_token(logits, params, generator, allowed)
+                    if constraint is not None:
+                        constraint.advance([token])
+                    if token in eos:
+                        finish = "stop"
+                    else:
+                        new = [token]
+            produced += len(new)
+            piece = text.push(new)
+            if finish is None:
+                if text.stopped:
+                    finish = "stop"
+                elif produced >= params.max_tokens:
+                    finish = "length"
+                elif constraint is not None and constraint.is_finished():
+                    finish = "stop"
+            if finish is not None:
+                yield StreamChunk(new, piece + text.finish(), finish)
+                return
+            yield StreamChunk(new, piece)
+            logits, cache = self._forward(new, cache)
+
     def chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int) -> Generation:
         started = time.perf_counter()
         prompt = self.encode_chat(messages)
         new, reason = self.generate_ids(prompt, max_new_tokens)
         text = self._tok.decode(new, skip_special_tokens=True).strip()
         return Generation(text, len(prompt), len(new), time.perf_counter() - started, reason)
+
+
+def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    """End-of-turn ids: the tokenizer's EOS first, then any the generation config adds."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, configured):
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and int(item) not in ids:
+                ids.append(int(item))
+    if not ids:
+        raise InferenceError("the model declares no end-of-sequence token")
+    return ids
+
+
+def as_text_engine(model: HFChatModel) -> TextEngine:
+    """The reference backend as the contract type (mypy proves ``HFChatModel`` satisfies it)."""
+    return model

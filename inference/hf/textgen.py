@@ -1,0 +1,89 @@
+"""Pieces of a decode loop every backend needs: sampling, and text out of token ids with stop strings.
+
+``TextAssembler`` turns ids into text incrementally (holding back an incomplete UTF-8 sequence, and any
+tail that could still grow into a stop string) so a stream never emits text it must take back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from corral.inference.generation import SamplingParams
+
+__all__ = ["TextAssembler", "sample_token"]
+
+
+def sample_token(logits: Any, params: SamplingParams, generator: Any, allowed: Any = None) -> int:
+    """One token id from ``logits [V]``: argmax at temperature 0, else temperature + nucleus sampling.
+
+    ``allowed`` (bool ``[V]``) comes from a constraint; disallowed ids are never chosen.
+    """
+    import torch
+
+    logits = logits.float()
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    if params.temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+        cut = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= params.top_p
+        sorted_probs = sorted_probs.masked_fill(cut, 0.0)
+        choice = torch.multinomial(sorted_probs, 1, generator=generator)
+        return int(order[choice])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class TextAssembler:
+    """Accumulates generated ids; ``push`` returns the newly final text and whether a stop string hit.
+
+    Decoding the whole tail on each step (rather than token by token) keeps multi-byte characters and
+    tokenizer-specific spacing right; only ids since the last emitted boundary are re-decoded.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str] = ()) -> None:
+        self._tok = tokenizer
+        self._stop = [s for s in stop if s]
+        self._ids: list[int] = []
+        self._text = ""  # decoded text of all ids
+        self._emitted = 0  # characters of _text already returned
+        self.stopped = False
+
+    @property
+    def text(self) -> str:
+        """All final text so far (what has been emitted)."""
+        return self._text[: self._emitted]
+
+    def push(self, ids: Sequence[int]) -> str:
+        if self.stopped:
+            return ""
+        self._ids.extend(int(i) for i in ids)
+        self._text = self._tok.decode(self._ids, skip_special_tokens=True)
+        for stop in self._stop:
+            at = self._text.find(stop, max(0, self._emitted - len(stop) + 1))
+            if at != -1:
+                self._text = self._text[:at]
+                self.stopped = True
+        if self.stopped:
+            return self._flush(len(self._text))
+        end = len(self._text)
+        if self._text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its other bytes
+            end -= 1
+        for stop in self._stop:  # hold back a tail that may still become a stop string
+            for k in range(min(len(stop) - 1, end - self._emitted), 0, -1):
+                if self._text[end - k : end] == stop[:k]:
+                    end -= k
+                    break
+        return self._flush(max(end, self._emitted))
+
+    def finish(self) -> str:
+        """Everything not yet emitted (the held-back tail once generation has ended)."""
+        return self._flush(len(self._text))
+
+    def _flush(self, end: int) -> str:
+        out = self._text[self._emitted : end]
+        self._emitted = max(self._emitted, end)
+        return out
