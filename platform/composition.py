@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from corral.agents.ask import AskResult, Strategy, ask
+from langchain_core.language_models import BaseChatModel
+
+from corral.agents.ask import AskOptions, AskResult, ChatModel, Strategy, ask, ask_agent
+from corral.agents.backends import EngineChatModel, LangChainChatModel, remote_chat_model
+from corral.agents.executor import Budget
+from corral.agents.retrieval import HybridSearcher, find_keyword_index
 from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
 from corral.core.db.migrate import ensure_schema
-from corral.core.errors import ModelError
+from corral.core.errors import InvalidInputError, ModelError
 from corral.core.index import get_vector_store
 from corral.inference.errors import InferenceError
 from corral.inference.hf import HFChatModel
@@ -21,7 +26,10 @@ from corral.ingestion.embedding import get_embedder
 # Ingesting in this process is the pipeline's own configured entry point; the name says where it runs.
 from corral.ingestion.pipeline import ingest_configured as ingest_in_process
 
-__all__ = ["answer", "get_chat_model", "ingest_in_process", "prepare"]
+__all__ = [
+    "answer", "ask_options", "get_agent_chat", "get_answer_model", "get_chat_model", "get_searcher",
+    "ingest_in_process", "prepare",
+]
 
 
 def prepare() -> None:
@@ -39,16 +47,68 @@ def get_chat_model() -> HFChatModel:
         raise ModelError(str(exc)) from exc
 
 
-def answer(corpus: str, question: str, strategy: Strategy | None = None) -> AskResult:
-    settings = get_settings()
-    return ask(
-        get_sessionmaker(),
-        corpus,
-        question,
-        model=get_chat_model(),
-        embedder=get_embedder(),
-        store=get_vector_store(),
-        max_new_tokens=settings.chat_max_new_tokens,
-        top_k=settings.retrieve_top_k,
-        strategy=strategy,
+@lru_cache(maxsize=1)
+def _remote_chat() -> BaseChatModel:
+    s = get_settings()
+    assert s.openai_base_url and s.openai_model  # the settings validator requires both for openai
+    key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
+    return remote_chat_model(s.openai_base_url, s.openai_model, key, max_tokens=s.chat_max_new_tokens)
+
+
+def get_answer_model() -> ChatModel:
+    """The backend ``ask`` answers with: the embedded model, or an OpenAI-compatible server whose
+    window is declared in ``CORRAL_CHAT_CONTEXT_WINDOW`` (tokens are counted with the local tokenizer,
+    an estimate for a remote model with another vocabulary)."""
+    s = get_settings()
+    if s.chat_backend == "openai":
+        from corral.ingestion.tokens import get_token_counter
+
+        counter = get_token_counter()
+        return LangChainChatModel(_remote_chat(), name=s.openai_model or "openai",
+                                  context_window=s.chat_context_window or 8192,
+                                  count_tokens=lambda text: counter.count([text])[0])
+    return get_chat_model()
+
+
+def get_agent_chat() -> BaseChatModel:
+    """A LangChain chat model for the tool-calling agent (constrained tool calls when embedded)."""
+    s = get_settings()
+    if s.chat_backend == "openai":
+        return _remote_chat()
+    from corral.inference.chat import ChatService
+
+    model = get_chat_model()
+    return EngineChatModel(service=ChatService(model), max_tokens=s.chat_max_new_tokens,
+                           model_name=model.name)
+
+
+def get_searcher() -> HybridSearcher:
+    """Dense + BM25 search; dense only until a keyword index exists in ``corral.core.index``."""
+    return HybridSearcher(get_vector_store(), get_embedder(), find_keyword_index())
+
+
+def ask_options() -> AskOptions:
+    s = get_settings()
+    return AskOptions(
+        max_new_tokens=s.chat_max_new_tokens, top_k=s.retrieve_top_k,
+        expand_limit=s.retrieve_expand_tokens, backend=s.chat_backend,
+        cost_per_1k_input=s.backend_cost_per_1k_input,
+        cost_per_1k_cached_input=s.backend_cost_per_1k_cached_input,
+        cost_per_1k_output=s.backend_cost_per_1k_output, max_map_calls=s.map_reduce_max_calls,
+        budget=Budget(s.agent_max_steps, s.agent_max_tokens, s.agent_max_seconds),
     )
+
+
+def answer(
+    corpus: str, question: str, strategy: Strategy | None = None, *, agent: bool = False
+) -> AskResult:
+    """Answer with the router (or the forced ``strategy``); ``agent``: the model plans with tools."""
+    if agent:
+        if strategy is not None:
+            raise InvalidInputError("choose either a strategy or the agent, not both")
+        s = get_settings()
+        return ask_agent(get_sessionmaker(), corpus, question, chat=get_agent_chat(),
+                         searcher=get_searcher(), budget=ask_options().budget, backend=s.chat_backend,
+                         top_k=s.retrieve_top_k)
+    return ask(get_sessionmaker(), corpus, question, model=get_answer_model(), searcher=get_searcher(),
+               options=ask_options(), strategy=strategy)

@@ -1,7 +1,12 @@
-"""Answering a question over a corpus: route (stuff or retrieve), build the context, generate, cite."""
+"""Answering a question over a corpus: route, read, generate, self-route, cite — recorded as a Run."""
 
-from corral.agents.ask.answer import AskResult, Citation, ask
+from corral.agents.ask.agent import ask_agent
+from corral.agents.ask.answer import MAX_QUESTION_CHARS, AskOptions, AskResult, ask
 from corral.agents.ask.model import ChatModel
-from corral.agents.ask.router import Decision, Strategy, choose_strategy
+from corral.agents.citations import Citation
+from corral.agents.routing import Decision, Strategy, choose_strategy
 
-__all__ = ["AskResult", "ChatModel", "Citation", "Decision", "Strategy", "ask", "choose_strategy"]
+__all__ = [
+    "MAX_QUESTION_CHARS", "AskOptions", "AskResult", "ChatModel", "Citation", "Decision", "Strategy",
+    "ask", "ask_agent", "choose_strategy",
+]

@@ -23,26 +23,44 @@ def ask(
     strategy: Annotated[
         Strategy | None, typer.Option(help="Force a reading strategy instead of routing.")
     ] = None,
+    agent: Annotated[
+        bool, typer.Option("--agent", help="Let the model plan its reading with the corpus tools.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the router's estimates and every step.")
+    ] = False,
 ) -> None:
     """Answer a question from a corpus, with citations and the reading strategy chosen."""
     prepare()
-    result = answer(corpus, question, strategy)
+    result = answer(corpus, question, strategy, agent=agent)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        print_answer(result)
+        print_answer(result, verbose=verbose)
 
 
-def print_answer(r: AskResult) -> None:
+def print_answer(r: AskResult, *, verbose: bool = False) -> None:
     console.print(f"[bold]Q:[/] {r.question}", highlight=False)
     console.print(f"[bold]A:[/] {r.answer}", highlight=False)
     console.print("[bold]Citations:[/]")
     for c in r.citations:
         mark = "cited" if c.cited_by_model else "evidence"
-        score = f" (similarity {c.score:.2f})" if c.score is not None else ""
-        console.print(f"  - {c.label}  [{mark}]{score}", highlight=False, markup=False)
-    console.print(f"[bold]Strategy:[/] {r.strategy} — {r.reason}", highlight=False)
+        check = "verified" if c.verified else f"UNVERIFIED: {c.note}"
+        score = f" (retrieval score {c.score:.3f})" if c.score is not None else ""
+        console.print(f"  - {c.label}  [{mark}, {check}]{score}", highlight=False, markup=False)
+    for flag in r.flags:
+        console.print(f"  [yellow]! {flag}[/]", highlight=False)
+    escalated = f" (routed to {r.routed_strategy}, escalated)" if r.routed_strategy != r.strategy else ""
+    console.print(f"[bold]Strategy:[/] {r.strategy}{escalated} — {r.reason}", highlight=False)
+    if verbose:
+        estimates = r.decision.get("estimates", {})
+        for name, e in estimates.items():
+            console.print(f"  [dim]{name:>12}: {e['tokens']:>9,} tokens, {e['calls']} call(s), "
+                          f"{'fits' if e['fits'] else 'does not fit'}, cost {e['cost']}[/]", highlight=False)
+        for step in r.steps:
+            detail = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "top"))
+            console.print(f"  [dim]step {step['step']}: {detail}[/]", highlight=False, markup=False)
     console.print(
         f"[dim]{r.model}: {r.prompt_tokens} prompt + {r.completion_tokens} answer tokens "
         f"(estimated {r.estimated_tokens} context) in {r.seconds:.1f}s · run {r.run_id}[/]",

@@ -1,0 +1,150 @@
+"""Planning a read: classify the question, search once, measure, route — no model call.
+
+Shared by ``ask`` (which then generates) and the evaluation harness (which measures what each
+strategy would read), so the numbers in ``bench/RESULTS.md`` are those of the real code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from corral.agents.retrieval import (
+    HEADER_TOKENS,
+    HybridSearcher,
+    Passage,
+    Ranked,
+    corpus_parts,
+    order_preserving,
+    scoped_documents,
+    scoped_tokens,
+    whole_corpus,
+)
+from corral.agents.routing import (
+    Decision,
+    QuestionSignals,
+    QuestionType,
+    RouterInputs,
+    Strategy,
+    choose_strategy,
+    classify_question,
+    lexical_overlap,
+)
+from corral.core.db import Corpus, Document, DocumentStatus
+
+__all__ = ["Plan", "PlanSettings", "evidence_spans", "line_counts", "make_plan", "read_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    top_k: int = 8
+    expand_limit: int = 512
+    neighbours: int = 1
+    scope_docs: int = 8  # scoped-stuff reads the documents of the best hits, at most this many
+    prefix_cached: bool = False
+    cost_per_1k_input: float = 0.0
+    cost_per_1k_cached_input: float = 0.0
+    cost_per_1k_output: float = 0.0
+    max_new_tokens: int = 160
+    per_call_overhead: int = 128
+    max_map_calls: int = 16
+
+
+@dataclass(slots=True)
+class Plan:
+    corpus_id: int
+    budget: int
+    signals: QuestionSignals
+    ranked: list[Ranked]
+    retrieved: list[Passage]
+    decision: Decision
+    scope_docs: int = 8
+
+    @property
+    def scope_budget(self) -> int:
+        cap = self.decision.scope_cap
+        return self.budget if cap is None else min(cap, self.budget)
+
+    @property
+    def chain(self) -> tuple[Strategy, ...]:
+        return (self.decision.strategy, *self.decision.fallback)
+
+
+def make_plan(
+    session: Session, corpus: Corpus, question: str, *, budget: int, window: int,
+    searcher: HybridSearcher, settings: PlanSettings, forced: Strategy | None = None,
+    question_type: QuestionType | None = None,
+) -> Plan:
+    """Search and route ``question``; ``question_type`` overrides the classifier (evaluation labels)."""
+    signals = classify_question(question)
+    if question_type is not None:
+        signals = QuestionSignals(question_type, signals.terms, signals.english, "given")
+    ranked = searcher.search(session, corpus.id, question, settings.top_k)
+    retrieved = order_preserving(ranked, budget, expand_limit=settings.expand_limit,
+                                 neighbours=settings.neighbours)
+    dense = [r.dense for r in ranked if r.dense is not None]
+    inputs = RouterInputs(
+        corpus_tokens=corpus.token_count, document_count=corpus.document_count, budget=budget,
+        window=window, question_type=signals.type,
+        retrieve_tokens=sum(p.tokens + HEADER_TOKENS for p in retrieved),
+        scoped_tokens=scoped_tokens(ranked, settings.scope_docs),
+        scoped_doc_tokens=_doc_tokens(ranked, settings.scope_docs),
+        overlap=lexical_overlap(signals.terms, (r.chunk.text for r in ranked)),
+        top_score=max(dense) if dense else None, english=signals.english,
+        agreement=_agree(ranked) if searcher.hybrid else None,
+        prefix_cached=settings.prefix_cached, cost_per_1k_input=settings.cost_per_1k_input,
+        cost_per_1k_cached_input=settings.cost_per_1k_cached_input,
+        cost_per_1k_output=settings.cost_per_1k_output, max_new_tokens=settings.max_new_tokens,
+        per_call_overhead=settings.per_call_overhead, max_map_calls=settings.max_map_calls,
+        forced=forced,
+    )
+    return Plan(corpus.id, budget, signals, ranked, retrieved, choose_strategy(inputs), settings.scope_docs)
+
+
+def _doc_tokens(ranked: Sequence[Ranked], max_docs: int) -> tuple[int, ...]:
+    out: dict[int, int] = {}
+    for r in ranked:
+        if len(out) >= max_docs:
+            break
+        out.setdefault(r.chunk.document.id, r.chunk.document.token_count + HEADER_TOKENS)
+    return tuple(out.values())
+
+
+def _agree(ranked: Sequence[Ranked], top: int = 3) -> bool:
+    """The best fused hit is in the top ``top`` of both the dense and the BM25 list."""
+    if not ranked:
+        return False
+    best = ranked[0]
+    return (best.dense_rank or top + 1) <= top and (best.keyword_rank or top + 1) <= top
+
+
+def read_for(session: Session, plan: Plan, strategy: Strategy, max_map_calls: int) -> list[Passage]:
+    """What ``strategy`` reads for ``plan`` (map-reduce: every part it would map, flattened)."""
+    if strategy is Strategy.RETRIEVE:
+        return plan.retrieved
+    if strategy is Strategy.SCOPED_STUFF:
+        return scoped_documents(plan.ranked, plan.scope_budget, plan.scope_docs)
+    if strategy is Strategy.STUFF:
+        return whole_corpus(session, plan.corpus_id, plan.budget)
+    parts = corpus_parts(session, plan.corpus_id, plan.budget)[:max_map_calls]
+    return [p for part in parts for p in part]
+
+
+def line_counts(session: Session, corpus_id: int) -> dict[str, int]:
+    return dict(session.execute(
+        select(Document.path, Document.line_count).where(
+            Document.corpus_id == corpus_id, Document.status == DocumentStatus.INDEXED)
+    ).all())
+
+
+def evidence_spans(ranked: Sequence[Ranked], passages: Sequence[Passage]) -> list[Passage]:
+    """For whole-document reads, point at the best-matching spans rather than at whole files."""
+    numbers = {p.path: p.number for p in passages}
+    return [
+        Passage(numbers.get(r.chunk.document.path, 0), r.chunk.document.path, r.chunk.start_line,
+                r.chunk.end_line, r.chunk.text, r.chunk.token_count, r.score, r.chunk.page)
+        for r in ranked[:3]
+    ]

@@ -1,0 +1,5 @@
+"""Citations: find what an answer cites (``[n]`` or ``path:lines``) and check it against the sources."""
+
+from corral.agents.citations.verify import Citation, QuoteCheck, Verification, verify_answer
+
+__all__ = ["Citation", "QuoteCheck", "Verification", "verify_answer"]

@@ -1,0 +1,162 @@
+"""Evidence recall against tokens read, per strategy and for the router.
+
+*Evidence recall* asks whether the gold evidence is in what the model would read — it needs no model,
+so every strategy is measured on the real code path (``make_plan`` / ``read_for``, the same functions
+``ask`` uses) with the real embedder and index. Only the Self-Route escalation needs a model: pass one
+and the router's row also counts the escalations the model triggers (and their tokens).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from corral.agents.ask import prompts
+from corral.agents.ask.model import ChatModel
+from corral.agents.ask.planning import PlanSettings, make_plan, read_for
+from corral.agents.eval.tasks import EvalTask
+from corral.agents.retrieval import HybridSearcher, Passage
+from corral.agents.routing import Strategy, context_budget
+from corral.core.db import Corpus
+from corral.core.services import get_corpus
+
+__all__ = ["EvalReport", "TaskOutcome", "evaluate", "evidence_recall"]
+
+ROUTER = "router"
+_SPACE = re.compile(r"\s+")
+
+
+def _norm(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def evidence_recall(evidence: Sequence[tuple[str, str]], passages: Sequence[Passage]) -> float:
+    """Share of ``(path, text)`` evidence items wholly inside a passage read from that document.
+
+    Paths match exactly or as a suffix (``doc1.txt`` matches ``corpus/doc1.txt``).
+    """
+    if not evidence:
+        return 1.0
+    by_path: dict[str, list[str]] = defaultdict(list)
+    for p in passages:
+        by_path[p.path].append(_norm(p.text))
+    found = 0
+    for path, text in evidence:
+        want = _norm(text)
+        texts = [t for doc, ts in by_path.items() if doc == path or doc.endswith("/" + path) for t in ts]
+        found += any(want in t for t in texts)
+    return found / len(evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    task: str
+    kind: str
+    strategy: str  # a strategy name, or "router"
+    recall: float
+    tokens: int
+    chosen: str | None = None  # for the router: what it read (after escalation)
+
+
+@dataclass(slots=True)
+class EvalReport:
+    corpus_tokens: int
+    window: int
+    hybrid: bool
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+
+    def summary(self) -> list[dict[str, object]]:
+        """One row per (kind, strategy): mean evidence recall and mean tokens read."""
+        groups: dict[tuple[str, str], list[TaskOutcome]] = defaultdict(list)
+        for o in self.outcomes:
+            groups[(o.kind, o.strategy)].append(o)
+        rows: list[dict[str, object]] = []
+        for (kind, strategy), items in sorted(groups.items()):
+            row: dict[str, object] = {
+                "kind": kind, "strategy": strategy, "tasks": len(items),
+                "recall": round(statistics.fmean(o.recall for o in items), 3),
+                "tokens": round(statistics.fmean(o.tokens for o in items)),
+            }
+            if strategy == ROUTER:
+                counts: dict[str, int] = defaultdict(int)
+                for o in items:
+                    counts[o.chosen or "?"] += 1
+                row["chosen"] = dict(counts)
+            rows.append(row)
+        return rows
+
+    def markdown(self) -> str:
+        rows = self.summary()
+        stuff = {r["kind"]: r for r in rows if r["strategy"] == Strategy.STUFF.value}
+        out = ["| kind | strategy | tasks | evidence recall | tokens read | vs stuff tokens | router chose |",
+               "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            base = stuff.get(r["kind"])
+            ratio = (f"{int(r['tokens']) / int(base['tokens']):.2f}x"  # type: ignore[call-overload]
+                     if base and base["tokens"] else "")
+            chosen = ", ".join(f"{k} {v}" for k, v in r.get("chosen", {}).items())  # type: ignore[attr-defined]
+            out.append(f"| {r['kind']} | {r['strategy']} | {r['tasks']} | {r['recall']:.3f} | "
+                       f"{r['tokens']:,} | {ratio} | {chosen} |")
+        return "\n".join(out)
+
+
+def evaluate(
+    session_factory: sessionmaker[Session],
+    corpus_name: str,
+    tasks: Sequence[EvalTask],
+    *,
+    searcher: HybridSearcher,
+    window: int,
+    count_tokens: Callable[[str], int],
+    settings: PlanSettings,
+    strategies: Sequence[Strategy] = tuple(Strategy),
+    model: ChatModel | None = None,
+) -> EvalReport:
+    """Measure every strategy in ``strategies`` and the router on ``tasks`` over the corpus."""
+    with session_factory() as session:
+        corpus = get_corpus(session, corpus_name)
+        report = EvalReport(corpus.token_count, window, searcher.hybrid)
+        for task in tasks:
+            report.outcomes += _one(session, corpus, task, searcher=searcher, window=window,
+                                    count_tokens=count_tokens, settings=settings, strategies=strategies,
+                                    model=model)
+    return report
+
+
+def _one(
+    session: Session, corpus: Corpus, task: EvalTask, *, searcher: HybridSearcher, window: int,
+    count_tokens: Callable[[str], int], settings: PlanSettings, strategies: Sequence[Strategy],
+    model: ChatModel | None,
+) -> list[TaskOutcome]:
+    q_tokens = count_tokens(task.question)
+    budget = context_budget(window, q_tokens, settings.max_new_tokens, prompts.PROMPT_OVERHEAD)
+    plan = make_plan(session, corpus, task.question, budget=budget, window=window, searcher=searcher,
+                     settings=settings)
+    read: dict[Strategy, list[Passage]] = {}
+
+    def reading(s: Strategy) -> list[Passage]:
+        if s not in read:
+            read[s] = read_for(session, plan, s, settings.max_map_calls)
+        return read[s]
+
+    out = [TaskOutcome(task.id, task.kind, s.value, evidence_recall(task.evidence, reading(s)),
+                       sum(p.tokens for p in reading(s))) for s in strategies]
+    tokens = 0
+    chosen = plan.chain[0]
+    for i, s in enumerate(plan.chain):
+        chosen = s
+        ps = reading(s)
+        tokens += sum(p.tokens for p in ps)
+        if model is None or i + 1 == len(plan.chain) or s is Strategy.MAP_REDUCE:
+            break
+        reply = model.chat(prompts.answer_messages(ps, task.question), settings.max_new_tokens)
+        if not prompts.says_unanswerable(reply.text):
+            break
+    out.append(TaskOutcome(task.id, task.kind, ROUTER, evidence_recall(task.evidence, read[chosen]),
+                           tokens, chosen.value))
+    return out

@@ -1,0 +1,30 @@
+"""Reading the corpus: hybrid search (dense + BM25, fused), order-preserving passages, whole documents."""
+
+from corral.agents.retrieval.fusion import reciprocal_rank_fusion
+from corral.agents.retrieval.hybrid import HybridSearcher, KeywordSearch, Ranked, find_keyword_index
+from corral.agents.retrieval.passages import (
+    HEADER_TOKENS,
+    Passage,
+    corpus_parts,
+    order_preserving,
+    render,
+    scoped_documents,
+    scoped_tokens,
+    whole_corpus,
+)
+
+__all__ = [
+    "HEADER_TOKENS",
+    "HybridSearcher",
+    "KeywordSearch",
+    "Passage",
+    "Ranked",
+    "corpus_parts",
+    "find_keyword_index",
+    "order_preserving",
+    "reciprocal_rank_fusion",
+    "render",
+    "scoped_documents",
+    "scoped_tokens",
+    "whole_corpus",
+]

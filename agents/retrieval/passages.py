@@ -1,0 +1,197 @@
+"""Building what the model reads, always in document order (path, then position).
+
+Order-preserving RAG (OP-RAG) found that retrieved chunks read in their original order beat the same
+chunks in relevance order; LongRAG that larger units help. So retrieved chunks are widened to their
+enclosing unit (function, section — the chunker's ``unit_*`` lines — or the whole file) when that is
+cheap, adjacent chunks are merged, and every passage carries a number the answer can cite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from corral.agents.retrieval.hybrid import Ranked
+from corral.core.db import Chunk, Document, DocumentStatus
+
+__all__ = [
+    "HEADER_TOKENS", "Passage", "corpus_parts", "order_preserving", "render", "scoped_documents",
+    "scoped_tokens", "whole_corpus",
+]
+
+HEADER_TOKENS = 12  # "[n] path:lines" above each passage
+
+
+@dataclass(slots=True)
+class Passage:
+    number: int
+    path: str
+    start_line: int
+    end_line: int
+    text: str
+    tokens: int
+    score: float | None = None
+    page: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}:{self.start_line}-{self.end_line}"
+
+
+def _passages_from_chunks(
+    chunks: Iterable[tuple[Chunk, float | None]], first_number: int = 1
+) -> list[Passage]:
+    """Merge (chunk, score) pairs into passages; the input is sorted by (path, ordinal) here."""
+    ordered = sorted(chunks, key=lambda cs: (cs[0].document.path, cs[0].ordinal))
+    out: list[Passage] = []
+    last: tuple[int, int] | None = None
+    for chunk, score in ordered:
+        if last == (chunk.document_id, chunk.ordinal - 1):
+            p = out[-1]
+            p.text += chunk.text
+            p.end_line = chunk.end_line
+            p.tokens += chunk.token_count
+            if score is not None:
+                p.score = max(p.score or score, score)
+        else:
+            out.append(Passage(first_number + len(out), chunk.document.path, chunk.start_line, chunk.end_line,
+                               chunk.text, chunk.token_count, score, chunk.page))
+        last = (chunk.document_id, chunk.ordinal)
+    return out
+
+
+def _unit_of(chunk: Chunk, expand_limit: int) -> list[Chunk]:
+    """The chunks of ``chunk``'s enclosing unit if it costs at most ``expand_limit`` tokens, else []."""
+    doc = chunk.document
+    if doc.token_count <= expand_limit:
+        return list(doc.chunks)  # the whole file is cheap: read it all
+    if chunk.unit_start_line is None or chunk.unit_end_line is None:
+        return []
+    lo, hi = chunk.unit_start_line, chunk.unit_end_line
+    unit = [c for c in doc.chunks if c.start_line >= lo and c.end_line <= hi]
+    return unit if sum(c.token_count for c in unit) <= expand_limit else []
+
+
+def order_preserving(
+    ranked: Sequence[Ranked], budget: int, *, expand_limit: int = 0, neighbours: int = 0
+) -> list[Passage]:
+    """Take chunks best-first while they fit ``budget``, widen each to its unit when the unit costs at
+    most ``expand_limit`` tokens and still fits — else, in code, to ``neighbours`` chunks on each side
+    (a function's ``def`` line often sits in the chunk before its body) — then merge in document order."""
+    chosen: dict[str, tuple[Chunk, float | None]] = {}
+    used = 0
+    for r in ranked:
+        if r.chunk.id in chosen:
+            continue
+        cost = r.chunk.token_count + HEADER_TOKENS
+        if used + cost > budget:
+            continue
+        chosen[r.chunk.id] = (r.chunk, r.score)
+        used += cost
+        unit = _unit_of(r.chunk, expand_limit) if expand_limit > 0 else []
+        if not unit and neighbours > 0 and r.chunk.document.kind == "code":
+            lo, hi = r.chunk.ordinal - neighbours, r.chunk.ordinal + neighbours
+            unit = [c for c in r.chunk.document.chunks if lo <= c.ordinal <= hi]
+        extra = [c for c in unit if c.id not in chosen]
+        extra_cost = sum(c.token_count for c in extra)
+        if extra and used + extra_cost <= budget:
+            chosen.update((c.id, (c, None)) for c in extra)
+            used += extra_cost
+    return _passages_from_chunks(chosen.values())
+
+
+def scoped_documents(ranked: Sequence[Ranked], budget: int, max_docs: int = 8) -> list[Passage]:
+    """The first ``max_docs`` documents the best hits fall in, read whole while they fit ``budget``;
+    in path order."""
+    seen: set[int] = set()
+    chosen: list[tuple[Chunk, float | None]] = []
+    used = 0
+    for r in ranked:
+        doc = r.chunk.document
+        if doc.id in seen:
+            continue
+        if len(seen) >= max_docs:
+            break
+        seen.add(doc.id)
+        cost = doc.token_count + HEADER_TOKENS
+        if used + cost > budget:
+            continue
+        used += cost
+        chosen += [(c, r.score if c.id == r.chunk.id else None) for c in doc.chunks]
+    return _passages_from_chunks(chosen)
+
+
+def whole_corpus(session: Session, corpus_id: int, budget: int | None = None) -> list[Passage]:
+    """Every indexed document whole, in path order; with ``budget``, those that fit, still in order."""
+    docs = session.scalars(
+        select(Document)
+        .where(Document.corpus_id == corpus_id, Document.status == DocumentStatus.INDEXED)
+        .order_by(Document.path)
+        .options(selectinload(Document.chunks))
+    )
+    out: list[Passage] = []
+    used = 0
+    for d in docs:
+        cost = d.token_count + HEADER_TOKENS
+        if budget is not None and used + cost > budget:
+            continue
+        used += cost
+        out.append(Passage(len(out) + 1, d.path, 1, max(d.line_count, 1),
+                           "".join(c.text for c in d.chunks), d.token_count))
+    return out
+
+
+def corpus_parts(session: Session, corpus_id: int, budget: int) -> list[list[Passage]]:
+    """The whole corpus in document order, cut into parts of at most ``budget`` tokens (for map-reduce).
+
+    Documents are kept whole inside a part when they fit; a document larger than a part is cut at chunk
+    boundaries. Passage numbers run on across parts, so citations stay unique.
+    """
+    docs = session.scalars(
+        select(Document)
+        .where(Document.corpus_id == corpus_id, Document.status == DocumentStatus.INDEXED)
+        .order_by(Document.path)
+        .options(selectinload(Document.chunks))
+    )
+    parts: list[list[Passage]] = []
+    current: list[tuple[Chunk, float | None]] = []
+    used = 0
+    number = 1
+
+    def flush() -> None:
+        nonlocal current, used, number
+        if current:
+            part = _passages_from_chunks(current, number)
+            number += len(part)
+            parts.append(part)
+        current, used = [], 0
+
+    for d in docs:
+        if used and used + d.token_count + HEADER_TOKENS > budget:
+            flush()
+        for c in d.chunks:
+            cost = c.token_count + HEADER_TOKENS
+            if used and used + cost > budget:
+                flush()
+            current.append((c, None))
+            used += cost
+    flush()
+    return parts
+
+
+def scoped_tokens(ranked: Sequence[Ranked], max_docs: int = 8) -> int:
+    """Tokens of the first ``max_docs`` documents the hits fall in, read whole (not capped: the router
+    compares this with its budget to know whether scoped-stuff can read them all)."""
+    by_doc: dict[int, int] = {}
+    for r in ranked:
+        if len(by_doc) >= max_docs:
+            break
+        by_doc.setdefault(r.chunk.document.id, r.chunk.document.token_count + HEADER_TOKENS)
+    return sum(by_doc.values())
+
+
+def render(passages: Sequence[Passage]) -> str:
+    return "\n\n".join(f"[{p.number}] {p.label}\n{p.text.strip(chr(10))}" for p in passages)
