@@ -81,14 +81,51 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     chunk_chars: int = Field(default=1000, ge=100)
     ingest_allowed_roots: list[Path] = Field(default_factory=list)
+    # Uploaded archives: total uncompressed bytes, entries, and the compression ratio past which an
+    # entry is taken for a zip bomb. Git: how long a clone or fetch may take.
+    archive_max_total_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    archive_max_files: int = Field(default=100_000, ge=1)
+    archive_max_ratio: float = Field(default=200.0, ge=1.0)
+    git_timeout_s: float = Field(default=600.0, gt=0)
+    # Ingest jobs: documents per batch task; a job whose heartbeat is older than job_stale_seconds is
+    # requeued by the watchdog, at most job_max_attempts times, then failed.
+    ingest_batch_size: int = Field(default=32, ge=1, le=10_000)
+    job_stale_seconds: float = Field(default=300.0, ge=1.0)
+    job_max_attempts: int = Field(default=3, ge=1, le=100)
 
     # Retrieval.
     retrieve_top_k: int = Field(default=8, ge=1, le=200)
+    # A retrieved chunk is widened to its function / section / file when that costs at most this.
+    retrieve_expand_tokens: int = Field(default=512, ge=0)
+
+    # The chat backend the agents answer with: the embedded model, or any OpenAI-compatible server
+    # (vLLM, SGLang, `corral inference serve`). Each declares its window (chat_context_window, required
+    # for openai) and its cost per 1,000 tokens, which the router weighs.
+    chat_backend: Literal["embedded", "openai"] = "embedded"
+    openai_base_url: str | None = None
+    openai_model: str | None = None
+    openai_api_key: SecretStr | None = None
+    backend_cost_per_1k_input: float = Field(default=0.0, ge=0)
+    backend_cost_per_1k_cached_input: float = Field(default=0.0, ge=0)
+    backend_cost_per_1k_output: float = Field(default=0.0, ge=0)
+    # Budgets of one agent run: model + tool calls, tokens, wall time, map-reduce parts.
+    agent_max_steps: int = Field(default=12, ge=1, le=1000)
+    agent_max_tokens: int = Field(default=200_000, ge=1)
+    agent_max_seconds: float = Field(default=300.0, gt=0)
+    map_reduce_max_calls: int = Field(default=16, ge=1, le=1000)
 
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = 8321
     secret_key: SecretStr = SecretStr(_DEFAULT_SECRET)
+
+    # OpenAI-compatible inference server (`corral inference serve`). Backend "auto" serves the
+    # embedded engine when it can load the model, else the transformers reference.
+    inference_host: str = "127.0.0.1"
+    inference_port: int = Field(default=8322, ge=1, le=65535)
+    inference_backend: Literal["auto", "engine", "hf"] = "auto"
+    inference_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    inference_default_max_tokens: int = Field(default=1024, ge=1, le=32768)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -112,6 +149,11 @@ class Settings(BaseSettings):
             if self.database_url and self.database_url.startswith("sqlite"):
                 raise ValueError("server mode needs a shared database: set CORRAL_DATABASE_URL "
                                  "to PostgreSQL, not SQLite")
+        if self.chat_backend == "openai" and not (
+            self.openai_base_url and self.openai_model and self.chat_context_window
+        ):
+            raise ValueError("the openai chat backend needs CORRAL_OPENAI_BASE_URL, CORRAL_OPENAI_MODEL "
+                             "and CORRAL_CHAT_CONTEXT_WINDOW (the server's window)")
         return self
 
     # Derived values -------------------------------------------------------------------------

@@ -13,7 +13,16 @@ from rich.console import Console
 
 from corral.core.errors import CorralError
 from corral.platform.cli import exit_codes
-from corral.platform.cli.commands import ask_cmd, db_cmd, demo_cmd, ingest_cmd, serve_cmd
+from corral.platform.cli.commands import (
+    ask_cmd,
+    db_cmd,
+    demo_cmd,
+    eval_cmd,
+    inference_cmd,
+    ingest_cmd,
+    jobs_cmd,
+    serve_cmd,
+)
 
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +54,7 @@ app.command("ingest", epilog=exit_codes.HELP)(friendly_errors(ingest_cmd.ingest)
 app.command("ask")(friendly_errors(ask_cmd.ask))
 app.command("corpora")(friendly_errors(ask_cmd.corpora))
 app.command("demo")(friendly_errors(demo_cmd.demo))
+app.command("eval")(friendly_errors(eval_cmd.eval_command))
 app.command("serve")(friendly_errors(serve_cmd.serve))
 app.command("worker")(friendly_errors(serve_cmd.worker))
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
@@ -52,6 +62,15 @@ db_app.command("upgrade")(friendly_errors(db_cmd.upgrade))
 db_app.command("downgrade")(friendly_errors(db_cmd.downgrade))
 db_app.command("current")(friendly_errors(db_cmd.current))
 app.add_typer(db_app, name="db")
+jobs_app = typer.Typer(help="Background jobs: list, inspect, cancel, watchdog.", no_args_is_help=True)
+jobs_app.command("list")(friendly_errors(jobs_cmd.list_cmd))
+jobs_app.command("show")(friendly_errors(jobs_cmd.show_cmd))
+jobs_app.command("cancel")(friendly_errors(jobs_cmd.cancel_cmd))
+jobs_app.command("watchdog")(friendly_errors(jobs_cmd.watchdog_cmd))
+app.add_typer(jobs_app, name="jobs")
+inference_app = typer.Typer(help="The OpenAI-compatible inference server.", no_args_is_help=True)
+inference_app.command("serve")(friendly_errors(inference_cmd.serve))
+app.add_typer(inference_app, name="inference")
 
 
 def main() -> None:
