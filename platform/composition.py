@@ -6,7 +6,10 @@ long-lived server loads each model once.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
@@ -19,6 +22,7 @@ from corral.core.db import get_sessionmaker
 from corral.core.db.migrate import ensure_schema
 from corral.core.errors import InvalidInputError, ModelError
 from corral.core.index import get_vector_store
+from corral.inference.engine import Engine, load_engine
 from corral.inference.errors import InferenceError
 from corral.inference.hf import HFChatModel
 from corral.ingestion.embedding import get_embedder
@@ -28,8 +32,12 @@ from corral.ingestion.pipeline import ingest_configured as ingest_in_process
 
 __all__ = [
     "answer", "ask_options", "get_agent_chat", "get_answer_model", "get_chat_model", "get_searcher",
-    "ingest_in_process", "prepare",
+    "ingest_in_process", "load_text_engine", "prepare",
 ]
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "engine", "hf"]
 
 
 def prepare() -> None:
@@ -37,14 +45,34 @@ def prepare() -> None:
     ensure_schema()
 
 
-@lru_cache(maxsize=1)
-def get_chat_model() -> HFChatModel:
+def load_text_engine(
+    folder: Path, gguf_file: str | None, backend: Backend | None = None
+) -> Engine | HFChatModel:
+    """Load a chat model: the embedded engine (``engine``; ``auto`` falls back to transformers when the
+    engine cannot load it) or the transformers reference (``hf``). Default: ``CORRAL_INFERENCE_BACKEND``.
+    The engine keeps its prompt-prefix cache under the data dir, so a corpus prefilled once stays warm
+    across processes."""
     settings = get_settings()
-    folder, gguf_file = settings.resolved_chat_model()
+    backend = backend or settings.inference_backend
+    if backend in ("auto", "engine"):
+        try:
+            return load_engine(folder, gguf_file, cache_dir=settings.cache_dir / "prefix",
+                               context_window=settings.chat_context_window)
+        except InferenceError as exc:
+            if backend == "engine":
+                raise ModelError(f"the embedded engine cannot load {folder}: {exc}") from exc
+            log.warning("embedded engine unavailable (%s); using transformers", exc)
     try:
         return HFChatModel(folder, gguf_file, context_window=settings.chat_context_window)
     except InferenceError as exc:
         raise ModelError(str(exc)) from exc
+
+
+@lru_cache(maxsize=1)
+def get_chat_model() -> Engine | HFChatModel:
+    """The embedded chat model ``ask`` and the agent use (loaded once per process)."""
+    folder, gguf_file = get_settings().resolved_chat_model()
+    return load_text_engine(folder, gguf_file)
 
 
 @lru_cache(maxsize=1)

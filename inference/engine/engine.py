@@ -28,6 +28,7 @@ from corral.inference.generation import (
     TextEngine,
     TokenConstraint,
 )
+from corral.inference.hf.chat_model import Generation
 from corral.inference.hf.textgen import TextAssembler, sample_token
 
 __all__ = ["Engine"]
@@ -52,6 +53,7 @@ class Engine:
         self.model = model
         self._tok = tokenizer
         self.model_id = model_id
+        self.name = model_id  # what the agents show and record on a Run
         self.context_window = context_window
         self.eos_token_ids = list(eos_token_ids)
         self.prefix_cache = prefix_cache
@@ -81,6 +83,22 @@ class Engine:
         if not isinstance(ids, list):  # newer transformers return a BatchEncoding
             ids = ids["input_ids"]
         return [int(i) for i in ids]
+
+    # -- the agents' chat call ------------------------------------------------------------------------
+    def chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int) -> Generation:
+        """Greedy answer to ``messages``: the same call the transformers reference offers, so the agents
+        can use either. A conversation that leaves no room for an answer raises ``ContextOverflowError``."""
+        started = time.perf_counter()
+        prompt = self.chat_template_ids(messages)
+        if len(prompt) + 1 > self.context_window:
+            raise ContextOverflowError(
+                f"the prompt takes {len(prompt)} tokens of the {self.context_window}-token window of "
+                f"{self.model_id}"
+            )
+        result = self.generate(prompt, SamplingParams(max_tokens=max_new_tokens))
+        reason = "stop" if result.finish_reason == "stop" else "length"
+        return Generation(result.text.strip(), len(prompt), result.completion_tokens,
+                          time.perf_counter() - started, reason)
 
     # -- the contract --------------------------------------------------------------------------------
     def stream(

@@ -40,5 +40,7 @@ def test_smollm2_answers_from_a_stuffed_corpus_with_citations(
     assert result.strategy == "stuff"
     assert "nine" in result.answer.lower() or "9" in result.answer
     assert result.citations[0].label == "office/hours.md:1-3"
-    # Greedy decoding: the same question gives the same answer.
-    assert answer("office", "What time does the office open?").answer == result.answer
+    # Asked again, the corpus prefix comes from the engine's prefix cache; in bf16 a cached prefix can
+    # shift the greedy path by a token, so the check is on the fact, not on identical text.
+    again = answer("office", "What time does the office open?").answer.lower()
+    assert "nine" in again or "9" in again

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, cast
 
 import typer
 
 from corral.core.config import get_settings
-from corral.core.errors import ConfigurationError, ModelError
-from corral.inference.errors import InferenceError
+from corral.core.errors import ConfigurationError
+from corral.platform.composition import Backend, load_text_engine
 
 log = logging.getLogger(__name__)
-
-Backend = Literal["auto", "engine", "hf"]
 
 
 def _model_location(model: Path | None, gguf: str | None) -> tuple[Path, str | None]:
@@ -27,38 +24,6 @@ def _model_location(model: Path | None, gguf: str | None) -> tuple[Path, str | N
     if not model.is_dir():
         raise ConfigurationError(f"no model at {model}")
     return model, gguf
-
-
-def load_text_engine(
-    model: Path | None = None, gguf: str | None = None, backend: Backend | None = None
-) -> Any:
-    """Load the model to serve: the embedded engine when it is available and can load it (``auto``),
-    else transformers (the reference backend)."""
-    settings = get_settings()
-    backend = backend or settings.inference_backend
-    folder, gguf_file = _model_location(model, gguf)
-    if backend in ("auto", "engine"):
-        try:
-            # Looked up by name: the embedded engine is optional while it is being built.
-            load_engine = getattr(importlib.import_module("corral.inference.engine"), "load_engine", None)
-            if load_engine is None:
-                raise ImportError("corral.inference.engine has no load_engine")
-            return load_engine(
-                folder,
-                gguf_file,
-                cache_dir=settings.cache_dir / "prefix",
-                context_window=settings.chat_context_window,
-            )
-        except (ImportError, InferenceError) as exc:
-            if backend == "engine":
-                raise ModelError(f"the embedded engine cannot serve {folder}: {exc}") from exc
-            log.warning("embedded engine unavailable (%s); serving with transformers", exc)
-    from corral.inference.hf import HFChatModel
-
-    try:
-        return HFChatModel(folder, gguf_file, context_window=settings.chat_context_window)
-    except InferenceError as exc:
-        raise ModelError(str(exc)) from exc
 
 
 def serve(
@@ -81,7 +46,8 @@ def serve(
     if backend is not None and backend not in ("auto", "engine", "hf"):
         raise ConfigurationError(f"--backend must be auto, engine or hf, not {backend!r}")
     settings = get_settings()
-    engine = load_text_engine(model, gguf, cast(Backend | None, backend))
+    folder, gguf_file = _model_location(model, gguf)
+    engine = load_text_engine(folder, gguf_file, cast(Backend | None, backend))
     app = create_inference_app(
         {name or engine.model_id: engine},
         max_body_bytes=settings.inference_max_body_bytes,
