@@ -4,6 +4,7 @@ Contract: token ids in, token ids and text out. A request reuses the prompt's ca
 then disk), prefills the rest in bounded chunks into a preallocated KV cache, then decodes one token per
 step; constraint-forced tokens are fed as a mini-prefill. Requests may run on many threads at once: the
 model holds no per-request state, each request owns its KV cache, and the prefix cache locks itself.
+The one-token decode steps of concurrent requests are batched into one forward pass (``batching``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from corral.inference.engine.batching import DecodeBatcher
 from corral.inference.engine.kv_cache import KVCache
 from corral.inference.engine.model import Transformer
 from corral.inference.engine.prefix_cache import PrefixCache
@@ -47,6 +49,7 @@ class Engine:
         eos_token_ids: Sequence[int],
         prefix_cache: PrefixCache | None = None,
         prefill_chunk: int = 2048,
+        max_batch: int = 16,
     ) -> None:
         if prefill_chunk < 1:
             raise ValueError("prefill_chunk must be positive")
@@ -60,6 +63,11 @@ class Engine:
         self.prefill_chunk = prefill_chunk
         self._spare: list[KVCache] = []
         self._spare_lock = threading.Lock()
+        self.batcher = DecodeBatcher(model, max_batch=max_batch)
+        self._totals_lock = threading.Lock()
+        self._totals: dict[str, float] = dict.fromkeys(
+            ("requests", "prompt", "cached", "decoded", "decode_s"), 0
+        )
 
     # -- tokenizer helpers ---------------------------------------------------------------------------
     @property
@@ -155,6 +163,20 @@ class Engine:
         tokens = torch.zeros(1, n, dtype=torch.long)
         self.model.forward(tokens, cache, 0)
         self.model.forward(tokens[:, :1], cache, n)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since load, for ``/metrics`` (``corral.inference.generation.SupportsStats``): decode
+        tokens/s per request, the share of prompt tokens served from the prefix cache, the share of
+        routed tokens each expert of each MoE layer received, and how decode steps were batched."""
+        with self._totals_lock:
+            t = dict(self._totals)
+        return {
+            "requests": int(t["requests"]),
+            "tokens_per_second": t["decoded"] / t["decode_s"] if t["decode_s"] > 0 else 0.0,
+            "prefix_cache_hit_rate": t["cached"] / t["prompt"] if t["prompt"] else 0.0,
+            "expert_utilisation": self.model.routed.shares(),
+            "batching": self.batcher.stats(),
+        }
 
     # -- internals -----------------------------------------------------------------------------------
     def _check(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[int]:
@@ -254,6 +276,35 @@ class Engine:
         eos = set(self.eos_token_ids)
         logits, _ = self._prefill(prompt, cache, stats)
         decode_started = time.perf_counter()
+        try:
+            with self.batcher.decoding():
+                yield from self._steps(logits, params, constraint, cache, budget, generator, text, eos, stats)
+        finally:
+            stats["decode_s"] = time.perf_counter() - decode_started
+            self._record(len(prompt), stats)
+
+    def _record(self, prompt_tokens: int, stats: dict[str, Any]) -> None:
+        with self._totals_lock:
+            t = self._totals
+            t["requests"] += 1
+            t["prompt"] += prompt_tokens
+            t["cached"] += int(stats.get("cached_tokens", 0))
+            # The first token comes out of the prefill; decode throughput counts the steps after it.
+            t["decoded"] += max(int(stats.get("produced", 0)) - 1, 0)
+            t["decode_s"] += float(stats.get("decode_s", 0.0))
+
+    def _steps(
+        self,
+        logits: torch.Tensor,
+        params: SamplingParams,
+        constraint: TokenConstraint | None,
+        cache: KVCache,
+        budget: int,
+        generator: torch.Generator,
+        text: TextAssembler,
+        eos: set[int],
+        stats: dict[str, Any],
+    ) -> Iterator[StreamChunk]:
         produced = 0
         try:
             while True:
@@ -289,11 +340,14 @@ class Engine:
                     yield StreamChunk(new, piece + text.finish(), finish)
                     return
                 yield StreamChunk(new, piece)
-                # Forced tokens go in as one mini-prefill; a sampled token is a one-token step.
-                step = torch.tensor([new], dtype=torch.long)
-                logits = self.model.forward(step, cache, cache.length)[0]
+                # Forced tokens go in as one mini-prefill; a sampled token is a one-token step, batched
+                # with the steps of other requests decoding at the same time.
+                if len(new) == 1:
+                    logits = self.batcher.step(new[0], cache)[0]
+                else:
+                    logits = self.model.forward(torch.tensor([new], dtype=torch.long), cache, cache.length)[0]
         finally:
-            stats["decode_s"] = time.perf_counter() - decode_started
+            stats["produced"] = produced
 
 
 def as_text_engine(engine: Engine) -> TextEngine:

@@ -16,7 +16,8 @@ E experts, I intermediate, N tokens flattened (B * T), V vocabulary.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,10 @@ from corral.inference.engine.kv_cache import KVCache
 from corral.inference.engine.spec import LayerSpec, ModelSpec, MoESpec
 from corral.inference.errors import ContextOverflowError
 
-__all__ = ["DenseWeights", "ExpertBank", "LayerWeights", "Linear", "MoEWeights", "Transformer", "Weights"]
+__all__ = [
+    "DenseWeights", "ExpertBank", "LayerWeights", "Linear", "MoEWeights", "RoutingCounts", "Transformer",
+    "Weights",
+]
 
 
 _PACKED_MAX_ROWS = 32  # inputs with more rows than this take the plain-layout matmul (prefill)
@@ -153,6 +157,37 @@ class Weights:
         return out
 
 
+class RoutingCounts:
+    """Tokens routed to each expert of each MoE layer since load, for the per-expert utilisation on
+    ``/metrics``. Counting costs one small list update per MoE layer and step; it is thread-safe."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self._lock = threading.Lock()
+        self._counts = {
+            i: [0] * ls.moe.num_experts for i, ls in enumerate(spec.layers) if ls.moe is not None
+        }
+
+    def add(self, layer: int, experts: list[int]) -> None:
+        with self._lock:
+            row = self._counts[layer]
+            for e in experts:
+                row[e] += 1
+
+    def add_counts(self, layer: int, counts: list[int]) -> None:
+        with self._lock:
+            row = self._counts[layer]
+            for e, c in enumerate(counts):
+                row[e] += c
+
+    def shares(self) -> dict[int, list[float]]:
+        """Per MoE layer, the fraction of its routed (token, choice) pairs each expert received."""
+        with self._lock:
+            return {
+                layer: [c / total for c in row] if (total := sum(row)) else [0.0] * len(row)
+                for layer, row in self._counts.items()
+            }
+
+
 def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     if name in ("silu", "swish"):
         return F.silu
@@ -181,6 +216,7 @@ class Transformer:
         self._cos = torch.empty(0)
         self._sin = torch.empty(0)
         self._grow_rope(min(spec.max_position_embeddings, 4096))
+        self.routed = RoutingCounts(spec)
 
     # -- tables ------------------------------------------------------------------------------------
     def _grow_rope(self, length: int) -> None:
@@ -223,17 +259,55 @@ class Transformer:
                 F.rms_norm(x, (s.hidden_size,), lw.attn_norm, s.rms_eps), ls, lw, cache, i, start, cos, sin
             )
             x = x + h if s.residual_multiplier == 1.0 else x + h * s.residual_multiplier
-            hn = F.rms_norm(x, (s.hidden_size,), lw.ffn_norm, s.rms_eps).view(t, s.hidden_size)
-            if isinstance(lw.mlp, DenseWeights):
-                m = self._dense(hn, lw.mlp)
-            else:
-                assert ls.moe is not None
-                m = self._moe(hn, ls.moe, lw.mlp)
-            m = m.view(1, t, s.hidden_size)
-            x = x + m if s.residual_multiplier == 1.0 else x + m * s.residual_multiplier
+            x = self._feed_forward(x, i, ls, lw)
         cache.length = max(cache.length, start + t)
         if not all_logits:
             x = x[:, -1:]
+        return self._logits(x)
+
+    @torch.inference_mode()
+    def forward_batch(self, tokens: Sequence[int], caches: Sequence[KVCache]) -> torch.Tensor:
+        """One decode step for B sequences at once: ``tokens[b]`` goes at position ``caches[b].length`` of
+        its own cache. Every weight is read once for the whole batch (the projections, MLPs and experts
+        see B rows); attention runs per sequence over its own cache. Returns logits ``[B, V]``."""
+        s, w = self.spec, self.weights
+        b = len(tokens)
+        if b != len(caches) or b == 0:
+            raise ValueError("forward_batch needs one cache per token, and at least one token")
+        starts = [c.length for c in caches]
+        for c in caches:
+            c.reserve(1)
+        x = F.embedding(torch.tensor(tokens, dtype=torch.long).view(b, 1), w.embed)  # [B, 1, H]
+        if s.embedding_multiplier != 1.0:
+            x = x * s.embedding_multiplier
+        tables = [self._rope_slice(p, p + 1) for p in starts]
+        for i, (ls, lw) in enumerate(zip(s.layers, w.layers, strict=True)):
+            qkv = lw.qkv(F.rms_norm(x, (s.hidden_size,), lw.attn_norm, s.rms_eps))  # [B, 1, (Q + 2K) * D]
+            heads = [
+                self._attend(qkv[r : r + 1], ls, lw, caches[r], i, starts[r], *tables[r]) for r in range(b)
+            ]
+            h = lw.o(torch.cat(heads, dim=0))
+            x = x + h if s.residual_multiplier == 1.0 else x + h * s.residual_multiplier
+            x = self._feed_forward(x, i, ls, lw)
+        for c, p in zip(caches, starts, strict=True):
+            c.length = p + 1
+        return self._logits(x)
+
+    def _feed_forward(self, x: torch.Tensor, layer: int, ls: LayerSpec, lw: LayerWeights) -> torch.Tensor:
+        """``x + mlp(norm(x))`` over ``[B, T, H]``: the tokens of every row go through the MLP together."""
+        s = self.spec
+        shape = x.shape
+        hn = F.rms_norm(x, (s.hidden_size,), lw.ffn_norm, s.rms_eps).view(-1, s.hidden_size)
+        if isinstance(lw.mlp, DenseWeights):
+            m = self._dense(hn, lw.mlp)
+        else:
+            assert ls.moe is not None
+            m = self._moe(hn, ls.moe, lw.mlp, layer)
+        m = m.view(shape)
+        return x + m if s.residual_multiplier == 1.0 else x + m * s.residual_multiplier
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        s, w = self.spec, self.weights
         x = F.rms_norm(x, (s.hidden_size,), w.norm, s.rms_eps)
         logits = w.lm_head(x).view(-1, s.vocab_size)
         if s.logits_divisor != 1.0:
@@ -251,10 +325,24 @@ class Transformer:
         cos: torch.Tensor,
         sin: torch.Tensor,
     ) -> torch.Tensor:
+        return lw.o(self._attend(lw.qkv(x), ls, lw, cache, layer, start, cos, sin))
+
+    def _attend(
+        self,
+        qkv: torch.Tensor,
+        ls: LayerSpec,
+        lw: LayerWeights,
+        cache: KVCache,
+        layer: int,
+        start: int,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> torch.Tensor:
+        """One sequence's attention from its fused projection ``[1, T, (Q + 2K) * D]``: norms, RoPE, the
+        cache write at ``start`` and attention over its cache; returns ``[1, T, Q * D]`` (before ``o``)."""
         s = self.spec
-        t = int(x.shape[1])
+        t = int(qkv.shape[1])
         nq, nk, d = s.num_heads, s.num_kv_heads, s.head_dim
-        qkv = lw.qkv(x)  # [1, T, (Q + 2K) * D]
         q, k, v = torch.split(qkv, [nq * d, nk * d, nk * d], dim=-1)
         if ls.qk_norm == "full_rms":
             assert lw.q_norm is not None and lw.k_norm is not None
@@ -292,7 +380,7 @@ class Transformer:
             # attention reads K heads of cache without repeating them, and no mask is needed.
             qg = q.view(1, nk, nq // nk, d)
             out = F.scaled_dot_product_attention(qg, keys, values, scale=s.softmax_scale)  # [1, K, G, D]
-            return lw.o(out.reshape(1, 1, nq * d))
+            return out.reshape(1, 1, nq * d)
         qh = q.transpose(1, 2)  # [1, Q, T, D]
         if lo == 0 and start == 0 and ls.attention == "full":
             out = F.scaled_dot_product_attention(
@@ -303,7 +391,7 @@ class Transformer:
             out = F.scaled_dot_product_attention(
                 qh, keys, values, attn_mask=mask, scale=s.softmax_scale, enable_gqa=nq != nk
             )
-        return lw.o(out.transpose(1, 2).reshape(1, t, nq * d))
+        return out.transpose(1, 2).reshape(1, t, nq * d)
 
     @staticmethod
     def _first_key(ls: LayerSpec, start: int) -> int:
@@ -342,8 +430,8 @@ class Transformer:
         gate, up = mlp.gate_up(x).chunk(2, dim=-1)
         return mlp.down(self._act(gate) * up)
 
-    def _moe(self, x: torch.Tensor, spec: MoESpec, mlp: MoEWeights) -> torch.Tensor:
-        """Routed (+ shared) experts over ``x`` ``[N, H]``."""
+    def _moe(self, x: torch.Tensor, spec: MoESpec, mlp: MoEWeights, layer: int) -> torch.Tensor:
+        """Routed (+ shared) experts over ``x`` ``[N, H]``; counts the routing for ``expert_counts``."""
         n = int(x.shape[0])
         logits = F.linear(x, mlp.router)  # [N, E]
         if spec.routing == "softmax_topk":
@@ -360,9 +448,13 @@ class Transformer:
         weights = weights.to(x.dtype)  # [N, k]
         scale_input = spec.routing == "sigmoid_topk_input_scaled"
         if n * spec.top_k <= 4:
-            out = self._experts_few(x, idx, weights, mlp, scale_input)
+            choices = idx.tolist()
+            self.routed.add(layer, [e for row in choices for e in row])
+            out = self._experts_few(x, choices, weights, mlp, scale_input)
         else:
-            out = self._experts_grouped(x, idx, weights, mlp, scale_input, spec.num_experts)
+            counts = torch.bincount(idx.reshape(-1), minlength=spec.num_experts).tolist()
+            self.routed.add_counts(layer, counts)
+            out = self._experts_grouped(x, idx, weights, mlp, scale_input, counts)
         if mlp.shared is not None:
             shared = self._dense(x, mlp.shared)
             if mlp.shared_gate is not None:
@@ -375,11 +467,16 @@ class Transformer:
         return mlp.down.linears[e](self._act(gate) * up)
 
     def _experts_few(
-        self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, mlp: MoEWeights, scale_input: bool
+        self,
+        x: torch.Tensor,
+        choices_per_row: list[list[int]],
+        weights: torch.Tensor,
+        mlp: MoEWeights,
+        scale_input: bool,
     ) -> torch.Tensor:
         """Decode: one expert call per (token, choice); only the chosen experts' weights are read."""
         rows: list[torch.Tensor] = []
-        for r, (choices, ws) in enumerate(zip(idx.tolist(), weights, strict=True)):
+        for r, (choices, ws) in enumerate(zip(choices_per_row, weights, strict=True)):
             xr = x[r : r + 1]
             acc: torch.Tensor | None = None
             for j, e in enumerate(choices):
@@ -396,13 +493,13 @@ class Transformer:
         weights: torch.Tensor,
         mlp: MoEWeights,
         scale_input: bool,
-        num_experts: int,
+        counts: list[int],
     ) -> torch.Tensor:
-        """Prefill: sort (token, choice) pairs by expert and run each used expert once on its rows."""
+        """Prefill and batched decode: sort (token, choice) pairs by expert and run each used expert once
+        on its rows (``counts[e]`` pairs chose expert ``e``)."""
         k = idx.shape[1]
         flat = idx.reshape(-1)  # [N * k]
         order = torch.argsort(flat, stable=True)
-        counts = torch.bincount(flat, minlength=num_experts).tolist()
         token_of = order // k
         w_sorted = weights.reshape(-1)[order].unsqueeze(1)  # [N * k, 1]
         out = torch.zeros_like(x)

@@ -173,3 +173,51 @@ def test_bf16_packed_weights_follow_fp32(name: str) -> None:
     step = torch.tensor([[int(a[-1].argmax())]])
     c = packed.forward(step, packed.new_cache(PROMPT + 1), 0)  # decode path on a fresh cache: runs
     assert torch.isfinite(c.float()).all()
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_batched_decode_step_equals_one_sequence_at_a_time(name: str) -> None:
+    """Concurrent requests decode in one ``forward_batch``: three sequences at different lengths (across
+    Llama 4's attention chunks and the sliding window) get the logits and caches they get alone."""
+    engine = transformer_from_hf(_reference(name), torch.float32)
+    torch.manual_seed(2)
+    lengths = [3, 9, PROMPT]
+    prompts = [torch.randint(1, COMMON["vocab_size"], (1, n)) for n in lengths]
+    alone, together = [], []
+    for prompt in prompts:
+        for caches in (alone, together):
+            cache = engine.new_cache(PROMPT + 4)
+            engine.forward(prompt, cache, 0)
+            caches.append(cache)
+    tokens = [5, 17, 42]
+    expected = torch.cat(
+        [engine.forward(torch.tensor([[t]]), c, c.length) for t, c in zip(tokens, alone, strict=True)]
+    )
+    got = engine.forward_batch(tokens, together)
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-4)
+    for a, b in zip(alone, together, strict=True):
+        assert a.length == b.length
+        torch.testing.assert_close(b.positions(0, b.length), a.positions(0, a.length), atol=ATOL, rtol=1e-4)
+
+
+def test_batched_decode_refuses_a_full_cache_before_any_write() -> None:
+    engine = transformer_from_hf(_reference("llama"), torch.float32)
+    roomy, full = engine.new_cache(8), engine.new_cache(4)
+    engine.forward(torch.tensor([[1, 2, 3]]), roomy, 0)
+    engine.forward(torch.tensor([[1, 2, 3, 4]]), full, 0)
+    before = roomy.positions(0, 4).clone()  # the prompt and the slot the step would write
+    with pytest.raises(InferenceError, match="exceed"):
+        engine.forward_batch([7, 7], [roomy, full])
+    assert roomy.length == 3
+    torch.testing.assert_close(roomy.positions(0, 4), before, rtol=0, atol=0, equal_nan=True)
+
+
+def test_routing_counts_give_each_moe_layer_its_expert_shares() -> None:
+    engine = transformer_from_hf(_reference("qwen3_moe"), torch.float32)
+    prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
+    cache = engine.new_cache(PROMPT + 1)
+    engine.forward(prompt, cache, 0)  # grouped path: 13 tokens x top-2
+    engine.forward(torch.tensor([[3]]), cache, cache.length)  # decode path: 1 token x top-2
+    shares = engine.routed.shares()
+    assert sorted(shares) == [1]  # decoder_sparse_step=2 over 3 layers: layer 1 is the MoE layer
+    assert len(shares[1]) == 6 and abs(sum(shares[1]) - 1.0) < 1e-9 and max(shares[1]) < 1.0

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from corral.inference.engine import Engine, describe, engine_from_hf, load_engine
+from corral.inference.engine.batching import DecodeBatcher
 from corral.inference.engine.loading import load_hf_model
 from corral.inference.errors import ContextOverflowError, InferenceError
 from corral.inference.generation import SamplingParams, TextEngine
@@ -251,3 +252,58 @@ def test_smollm2_gguf_greedy_text_equals_transformers() -> None:
     assert ours.token_ids == reference[: len(ours.token_ids)]
     assert ours.text == tok.decode(reference[: len(ours.token_ids)], skip_special_tokens=True)
     assert "Paris" in ours.text
+
+
+def test_concurrent_decode_steps_share_one_forward_pass(tiny: tuple[Any, Any, Engine]) -> None:
+    """Two requests decoding at once: their one-token steps meet in one batched pass and each gets the
+    logits it would get alone."""
+    _, _, engine = tiny
+    model = engine.model
+    batcher = DecodeBatcher(model, gather_s=10.0)  # a generous gather: both steps surely meet
+    prompts = [[3, 4, 5, 6], [7, 8, 9]]
+    alone = []
+    for p in prompts:
+        cache = model.new_cache(8)
+        model.forward(torch.tensor([p]), cache, 0)
+        alone.append(model.forward(torch.tensor([[11]]), cache, cache.length)[0])
+    both_decoding = threading.Barrier(2)
+    got: list[torch.Tensor | None] = [None, None]
+
+    def request(i: int) -> None:
+        cache = model.new_cache(8)
+        model.forward(torch.tensor([prompts[i]]), cache, 0)
+        with batcher.decoding():
+            both_decoding.wait(timeout=30)
+            got[i] = batcher.step(11, cache)[0]
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert batcher.stats()["largest_batch"] == 2 and batcher.stats()["batches"] == 1
+    for mine, reference in zip(got, alone, strict=True):
+        assert mine is not None
+        torch.testing.assert_close(mine, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_a_request_decoding_alone_never_waits_for_the_batcher(tiny: tuple[Any, Any, Engine]) -> None:
+    _, _, engine = tiny
+    batcher = DecodeBatcher(engine.model, gather_s=30.0)
+    cache = engine.model.new_cache(4)
+    engine.model.forward(torch.tensor([[1, 2]]), cache, 0)
+    with batcher.decoding():
+        logits = batcher.step(3, cache)
+    assert logits.shape == (1, engine.vocab_size) and cache.length == 3
+    assert batcher.stats()["batches"] == 0  # ran on the caller's thread
+
+
+def test_stats_count_requests_tokens_and_the_prefix_cache(tiny: tuple[Any, Any, Engine]) -> None:
+    _, _, engine = tiny
+    before = engine.stats()["requests"]
+    engine.generate(_prompt(engine), SamplingParams(max_tokens=6))
+    stats = engine.stats()
+    assert stats["requests"] == before + 1
+    assert stats["tokens_per_second"] > 0 and 0.0 <= stats["prefix_cache_hit_rate"] <= 1.0
+    assert stats["expert_utilisation"] == {}  # a dense model has no experts to report
+    assert set(stats["batching"]) >= {"batches", "mean_batch", "largest_batch"}
