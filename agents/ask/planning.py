@@ -45,6 +45,7 @@ class PlanSettings:
     neighbours: int = 1
     scope_docs: int = 8  # scoped-stuff reads the documents of the best hits, at most this many
     prefix_cached: bool = False
+    prefix_cached_tokens: int | None = None  # measured by asking the backend's prefix cache
     cost_per_1k_input: float = 0.0
     cost_per_1k_cached_input: float = 0.0
     cost_per_1k_output: float = 0.0
@@ -95,7 +96,8 @@ def make_plan(
         overlap=lexical_overlap(signals.terms, (r.chunk.text for r in ranked)),
         top_score=max(dense) if dense else None, english=signals.english,
         agreement=_agree(ranked) if searcher.hybrid else None,
-        prefix_cached=settings.prefix_cached, cost_per_1k_input=settings.cost_per_1k_input,
+        prefix_cached=settings.prefix_cached, prefix_cached_tokens=settings.prefix_cached_tokens,
+        cost_per_1k_input=settings.cost_per_1k_input,
         cost_per_1k_cached_input=settings.cost_per_1k_cached_input,
         cost_per_1k_output=settings.cost_per_1k_output, max_new_tokens=settings.max_new_tokens,
         per_call_overhead=settings.per_call_overhead, max_map_calls=settings.max_map_calls,

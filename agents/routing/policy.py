@@ -59,6 +59,7 @@ class RouterInputs:
     agreement: bool | None = None  # the best hit was ranked by both dense and BM25 (None: dense only)
     english: bool = True
     prefix_cached: bool = False
+    prefix_cached_tokens: int | None = None  # measured in the backend's prefix cache (None: not asked)
     cost_per_1k_input: float = 0.0
     cost_per_1k_cached_input: float = 0.0
     cost_per_1k_output: float = 0.0
@@ -134,10 +135,13 @@ def _estimates(x: RouterInputs) -> dict[str, dict[str, Any]]:
 
     stuff = x.stuff_tokens
     calls = x.map_calls
+    # A measured count prices exactly what the cache holds; a declared "cached" prices all of it.
+    cached = (min(x.prefix_cached_tokens, stuff) if x.prefix_cached_tokens is not None
+              else stuff if x.prefix_cached else 0)
     return {
         Strategy.STUFF.value: {
             "tokens": stuff, "calls": 1, "fits": x.fits,
-            "cost": cost(0, stuff, 1) if x.prefix_cached else cost(stuff, 0, 1),
+            "cost": cost(stuff - cached, cached, 1),
         },
         Strategy.RETRIEVE.value: {"tokens": x.retrieve_tokens, "calls": 1, "fits": True,
                                   "cost": cost(x.retrieve_tokens, 0, 1)},
@@ -204,8 +208,10 @@ def choose_strategy(x: RouterInputs) -> Decision:
 
     if x.fits:
         if x.prefix_cached and est[Strategy.STUFF.value]["cost"] <= est[Strategy.RETRIEVE.value]["cost"]:
-            return decide(Strategy.STUFF, f"{size} and its prefix is cached, so reading it all costs "
-                          "less than retrieving")
+            held = (f" ({x.prefix_cached_tokens} tokens held by the backend's prefix cache)"
+                    if x.prefix_cached_tokens is not None else "")
+            return decide(Strategy.STUFF, f"{size} and its prefix is cached{held}, so reading it all "
+                          "costs no more than retrieving")
         share = x.retrieve_tokens / max(x.stuff_tokens, 1)
         scoped_share = x.scoped_tokens / max(x.stuff_tokens, 1)
         if x.question_type is QuestionType.MULTI_HOP:
