@@ -123,6 +123,7 @@ def ask_options() -> AskOptions:
         cost_per_1k_input=s.backend_cost_per_1k_input,
         cost_per_1k_cached_input=s.backend_cost_per_1k_cached_input,
         cost_per_1k_output=s.backend_cost_per_1k_output, max_map_calls=s.map_reduce_max_calls,
+        prefix_cached=s.backend_prefix_cached, self_route_turns=s.self_route_tool_turns,
         budget=Budget(s.agent_max_steps, s.agent_max_tokens, s.agent_max_seconds),
     )
 
@@ -130,7 +131,9 @@ def ask_options() -> AskOptions:
 def answer(
     corpus: str, question: str, strategy: Strategy | None = None, *, agent: bool = False
 ) -> AskResult:
-    """Answer with the router (or the forced ``strategy``); ``agent``: the model plans with tools."""
+    """Answer with the router (or the forced ``strategy``), reading through the plan executor; the
+    same backend's tool-calling model reads on when Self-Route escalates. ``agent``: the model plans
+    with tools from the start."""
     if agent:
         if strategy is not None:
             raise InvalidInputError("choose either a strategy or the agent, not both")
@@ -139,4 +142,4 @@ def answer(
                          searcher=get_searcher(), budget=ask_options().budget, backend=s.chat_backend,
                          top_k=s.retrieve_top_k)
     return ask(get_sessionmaker(), corpus, question, model=get_answer_model(), searcher=get_searcher(),
-               options=ask_options(), strategy=strategy)
+               options=ask_options(), strategy=strategy, tool_chat=get_agent_chat())

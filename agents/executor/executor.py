@@ -1,21 +1,28 @@
-"""The plan executor: the model plans in its own tool-call format, the executor runs the calls.
+"""The plan executor: runs tool calls — planned by the router or by the model — within one run's budget.
 
-Loop: ask the model (tools bound; with the embedded engine its calls are grammar-constrained) → run
-each tool call it made → append the results → repeat until it answers in text or a budget runs out.
-Every model turn and tool call is a step record. Tool outputs are screened by the tools themselves
-and are only ever returned to the model as data; nothing the model or the corpus writes is executed
-beyond calling one of the read-only tools by name.
+Two kinds of turn share one :class:`~corral.agents.executor.budget.Usage` and one step log:
 
-Failure modes end inside the budget with a recorded reason: an unknown tool or invalid arguments
-become an error message the model can correct; a call repeated with the same arguments is refused;
-after ``max_repeats`` refusals (a model that loops) or when steps, tokens or time run out, the run
-stops and answers from what it has read.
+* a **planned turn** (:meth:`PlanExecutor.turn` then :meth:`PlanExecutor.call`): someone else — the
+  router, turning its chosen strategy into reads — decided the calls; the executor runs each, records
+  it and returns what it read;
+* the **model's loop** (:meth:`PlanExecutor.run`): ask the model (tools bound; with the embedded engine
+  its calls are grammar-constrained) → run each call it made → append the results → repeat until it
+  answers in text, its turns run out or a budget does.
+
+Every turn and every tool call is a step record. Tool outputs are screened by the tools themselves and
+are only ever returned as data; nothing the model or the corpus writes is executed beyond calling one of
+the read-only tools by name.
+
+Failure modes end inside the budget with a recorded reason: an unknown tool or invalid arguments become
+an error message the model can correct; a call repeated with the same arguments is refused; after
+``max_repeats`` refusals (a model that loops), when its turns run out, or when steps, tokens or time run
+out, the loop stops and says what it read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +33,7 @@ from langchain_core.tools import BaseTool
 
 from corral.agents.executor.budget import Budget, BudgetExceeded, Usage
 
-__all__ = ["ExecutionResult", "PlanExecutor"]
+__all__ = ["ExecutionResult", "PlanExecutor", "ToolOutcome"]
 
 SYSTEM = (
     "You answer questions about a corpus of documents and code by calling the tools given to read it. "
@@ -35,16 +42,28 @@ SYSTEM = (
 )
 _MAX_TOOL_TEXT = 12_000  # characters of one tool result kept in the conversation
 
+Step = dict[str, Any]
+
 
 @dataclass(slots=True)
 class ExecutionResult:
     answer: str
-    stopped: str  # "answered" | "budget" | "loop"
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str  # "answered" | "budget" | "loop" | "turns"
+    steps: list[Step] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)  # what the tools read, for citations
     tool_text: list[str] = field(default_factory=list)  # tool outputs, for quote verification
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """One executed call: whether it worked, the text the model would read, and the spans read
+    (``path``, ``start_line``, ``end_line`` and, for reads, the raw ``text``)."""
+
+    ok: bool
+    text: str
+    spans: list[dict[str, Any]]
 
 
 def _key(name: str, args: Any) -> str:
@@ -52,36 +71,73 @@ def _key(name: str, args: Any) -> str:
 
 
 class PlanExecutor:
-    """Runs one question through ``model`` (tools already bound) and ``tools`` within ``budget``."""
+    """Runs tool calls for one question within ``budget`` (or a run's shared ``usage``).
 
-    def __init__(self, model: Runnable[LanguageModelInput, BaseMessage], tools: Sequence[BaseTool],
-                 budget: Budget, *, max_repeats: int = 2, system: str = SYSTEM) -> None:
+    ``model`` has the tools already bound; it is needed only by :meth:`run`. ``log`` receives every
+    step record in order (a Run's step list), in addition to each result's own ``steps``.
+    """
+
+    def __init__(self, model: Runnable[LanguageModelInput, BaseMessage] | None, tools: Sequence[BaseTool],
+                 budget: Budget | None = None, *, usage: Usage | None = None,
+                 log: list[Step] | None = None, max_repeats: int = 2, system: str = SYSTEM) -> None:
         self._model = model
         self._tools = {t.name: t for t in tools}
-        self._budget = budget
+        self.usage = usage if usage is not None else Usage(budget or Budget())
+        self.log: list[Step] = log if log is not None else []
         self._max_repeats = max_repeats
         self._system = system
+        self._seq = 0
 
-    def run(self, question: str) -> ExecutionResult:
-        usage = Usage(self._budget)
+    @property
+    def can_run(self) -> bool:
+        """Whether there is a model to run the loop with."""
+        return self._model is not None
+
+    # -- planned turns ---------------------------------------------------------------------------
+
+    def turn(self, by: str, **data: Any) -> None:
+        """Open a planned turn: one step of the budget (raises ``BudgetExceeded`` when none is left)."""
+        self.usage.check()
+        self.usage.spend()
+        self._record({"step": "read", "by": by, **data, "t_ms": self._ms()})
+
+    def call(self, name: str, args: Mapping[str, Any], *, by: str = "router") -> ToolOutcome:
+        """Run one planned call and record it; raises ``BudgetExceeded`` once the wall time is spent."""
+        self._check_time()
+        self._seq += 1
+        _, outcome = self._invoke({"name": name, "args": dict(args), "id": f"{by}-{self._seq}"},
+                                  None, by=by)
+        return outcome
+
+    # -- the model's loop ------------------------------------------------------------------------
+
+    def run(self, question: str, *, context: str = "", max_turns: int | None = None) -> ExecutionResult:
+        """Let the model read with the tools until it answers; at most ``max_turns`` model turns."""
+        if self._model is None:
+            raise ValueError("this executor has no model to run")
+        usage = self.usage
         result = ExecutionResult("", "answered")
-        messages: list[BaseMessage] = [SystemMessage(self._system), HumanMessage(question)]
+        human = f"{question}\n\n{context}" if context else question
+        messages: list[BaseMessage] = [SystemMessage(self._system), HumanMessage(human)]
         seen: set[str] = set()
         refusals = 0
+        turns = 0
         while True:
+            if max_turns is not None and turns >= max_turns:
+                return self._stop(result, "turns", f"its {max_turns} tool turn(s) are used up")
             try:
                 usage.check()
             except BudgetExceeded as exc:
                 return self._stop(result, "budget", str(exc))
             reply = self._model.invoke(messages)
+            turns += 1
             tokens = self._count(reply, result)
             usage.spend(tokens)
             calls = reply.tool_calls if isinstance(reply, AIMessage) else []
             invalid = reply.invalid_tool_calls if isinstance(reply, AIMessage) else []
-            result.steps.append({"step": "model", "tool_calls": [{"name": c["name"], "args": c["args"]}
-                                                                for c in calls],
-                                 "invalid": len(invalid), "tokens": tokens,
-                                 "t_ms": round(usage.seconds * 1000)})
+            self._record({"step": "model", "tool_calls": [{"name": c["name"], "args": c["args"]}
+                                                          for c in calls],
+                          "invalid": len(invalid), "tokens": tokens, "t_ms": self._ms()}, result)
             if not calls and not invalid:
                 result.answer = reply.text.strip()
                 return result
@@ -93,8 +149,8 @@ class PlanExecutor:
                 key = _key(call["name"], call["args"])
                 if key in seen:
                     refusals += 1
-                    result.steps.append({"step": "tool", "name": call["name"], "args": call["args"],
-                                         "ok": False, "error": "repeated call refused"})
+                    self._record({"step": "tool", "name": call["name"], "args": call["args"],
+                                  "ok": False, "error": "repeated call refused"}, result)
                     if refusals >= self._max_repeats:
                         return self._stop(result, "loop", f"the model repeated the same call {refusals} "
                                           "times")
@@ -103,7 +159,27 @@ class PlanExecutor:
                         tool_call_id=call["id"] or "repeat", status="error"))
                     continue
                 seen.add(key)
-                messages.append(self._call(call, result))
+                try:
+                    self._check_time()
+                except BudgetExceeded as exc:
+                    return self._stop(result, "budget", str(exc))
+                messages.append(self._invoke(call, result)[0])
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _ms(self) -> int:
+        return round(self.usage.seconds * 1000)
+
+    def _check_time(self) -> None:
+        limit = self.usage.budget.max_seconds
+        if self.usage.seconds > limit:
+            raise BudgetExceeded(f"time budget exhausted: {self.usage.seconds:.1f}s of {limit:.0f}s")
+
+    def _record(self, step: Step, result: ExecutionResult | None = None) -> Step:
+        self.log.append(step)
+        if result is not None:
+            result.steps.append(step)
+        return step
 
     def _count(self, reply: BaseMessage, result: ExecutionResult) -> int:
         meta = reply.usage_metadata if isinstance(reply, AIMessage) else None
@@ -113,32 +189,33 @@ class PlanExecutor:
         result.completion_tokens += meta["output_tokens"]
         return int(meta["input_tokens"] + meta["output_tokens"])
 
-    def _call(self, call: Any, result: ExecutionResult) -> ToolMessage:
+    def _invoke(self, call: Any, result: ExecutionResult | None, *, by: str | None = None
+                ) -> tuple[ToolMessage, ToolOutcome]:
         tool = self._tools.get(call["name"])
-        step: dict[str, Any] = {"step": "tool", "name": call["name"], "args": call["args"]}
-        result.steps.append(step)
+        step = self._record({"step": "tool", "name": call["name"], "args": call["args"],
+                             **({"by": by} if by else {})}, result)
         if tool is None:
             step.update(ok=False, error="unknown tool")
-            return ToolMessage(f"error: there is no tool {call['name']!r}; the tools are "
-                               f"{', '.join(sorted(self._tools))}", tool_call_id=call["id"] or "unknown",
-                               status="error")
+            text = f"error: there is no tool {call['name']!r}; the tools are {', '.join(sorted(self._tools))}"
+            return (ToolMessage(text, tool_call_id=call["id"] or "unknown", status="error"),
+                    ToolOutcome(False, text, []))
         out = tool.invoke({**call, "type": "tool_call"})
         msg = out if isinstance(out, ToolMessage) else ToolMessage(str(out), tool_call_id=call["id"])
         text = msg.text
         ok = msg.status != "error" and not text.startswith(("Error", "error"))
-        spans = msg.artifact if isinstance(msg.artifact, list) else []
+        spans = list(msg.artifact) if ok and isinstance(msg.artifact, list) else []
         step.update(ok=ok, chars=len(text), spans=len(spans), **({} if ok else {"error": text[:300]}))
-        if ok:
+        if ok and result is not None:
             result.spans += spans
             result.tool_text.append(text)
         if len(text) > _MAX_TOOL_TEXT:
             msg = ToolMessage(text[:_MAX_TOOL_TEXT] + "\n[cut]", tool_call_id=msg.tool_call_id,
                               status=msg.status, artifact=msg.artifact)
-        return msg
+        return msg, ToolOutcome(ok, text, spans)
 
     def _stop(self, result: ExecutionResult, why: str, detail: str) -> ExecutionResult:
         result.stopped = why
-        result.steps.append({"step": "stop", "reason": why, "detail": detail})
+        self._record({"step": "stop", "reason": why, "detail": detail}, result)
         read = len(result.spans)
         result.answer = (f"I stopped before finishing ({detail}). I read {read} passage(s); the answer "
                          "may be in them, but I could not conclude.")

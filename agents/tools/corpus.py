@@ -122,6 +122,12 @@ class CorpusReader:
         return [Line(path, n, lines[n - 1][:MAX_LINE_CHARS])
                 for n in range(start_line, min(end_line, len(lines)) + 1)]
 
+    def span_text(self, path: str, start_line: int, end_line: int) -> str:
+        """The raw text of lines ``start_line..end_line`` (uncut lines, each ending in a newline): what
+        a read returns to its caller as the artifact behind the line-numbered text the model reads."""
+        _check_lines(start_line, end_line)
+        return "".join(line + "\n" for line in self._lines(path)[start_line - 1 : end_line])
+
     def read_document(self, path: str) -> tuple[list[Line], bool]:
         """The document's lines up to ~48,000 characters; the flag says whether it was cut short."""
         out: list[Line] = []

@@ -3,7 +3,8 @@
 Built by a factory over injected services (as langchain-core's ``create_retriever_tool``), each with a
 pydantic input schema whose fields describe the arguments to the model. Tools return
 ``(text, artifact)``: the text the model reads — screened for prompt injection — and the spans read
-(``path``, ``start_line``, ``end_line``), from which citations are made. Bad arguments come back to the
+(``path``, ``start_line``, ``end_line``; reads add the raw ``text`` of the span, uncut), from which
+citations and the router's read passages are made. Bad arguments come back to the
 model as an error message (``handle_tool_error``), never as an exception out of the run.
 """
 
@@ -21,7 +22,7 @@ from corral.core.errors import CorralError
 
 __all__ = ["SearchFn", "Span", "build_tools"]
 
-Span = dict[str, Any]  # {"path", "start_line", "end_line"}
+Span = dict[str, Any]  # {"path", "start_line", "end_line"} and, for reads, "text"
 # (query, k) -> best-first [(path, start_line, end_line, text)]
 SearchFn = Callable[[str, int], Sequence[tuple[str, int, int, str]]]
 _SNIPPET = 700
@@ -121,14 +122,19 @@ def build_tools(reader: CorpusReader, search: SearchFn | None = None) -> list[Ba
             return "no documents match", []
         return "\n".join(f"{d.path} ({d.kind}, {d.lines} lines, {d.tokens} tokens)" for d in docs), []
 
+    def with_text(spans: list[Span]) -> list[Span]:
+        for sp in spans:
+            sp["text"] = reader.span_text(sp["path"], sp["start_line"], sp["end_line"])
+        return spans
+
     def read_document(path: str) -> tuple[str, list[Span]]:
         lines, cut = reader.read_document(path)
         more = f"\n[cut at line {lines[-1].number if lines else 0}: use read_span]" if cut else ""
-        return _lines_text(lines) + more, _spans(lines)
+        return _lines_text(lines) + more, with_text(_spans(lines))
 
     def read_span(path: str, start_line: int, end_line: int) -> tuple[str, list[Span]]:
         lines = reader.read_span(path, start_line, end_line)
-        return _lines_text(lines), _spans(lines)
+        return _lines_text(lines), with_text(_spans(lines))
 
     def grep(pattern: str, glob: str | None = None, ignore_case: bool = False) -> tuple[str, list[Span]]:
         lines, more = reader.grep(pattern, glob, ignore_case=ignore_case)

@@ -108,11 +108,16 @@ class Settings(BaseSettings):
     backend_cost_per_1k_input: float = Field(default=0.0, ge=0)
     backend_cost_per_1k_cached_input: float = Field(default=0.0, ge=0)
     backend_cost_per_1k_output: float = Field(default=0.0, ge=0)
+    # Whether the backend keeps the corpus prefix cached (e.g. vLLM's automatic prefix caching). Used
+    # only where the backend cannot be asked: the embedded engine's prefix cache is asked directly.
+    backend_prefix_cached: bool = False
     # Budgets of one agent run: model + tool calls, tokens, wall time, map-reduce parts.
     agent_max_steps: int = Field(default=12, ge=1, le=1000)
     agent_max_tokens: int = Field(default=200_000, ge=1)
     agent_max_seconds: float = Field(default=300.0, gt=0)
     map_reduce_max_calls: int = Field(default=16, ge=1, le=1000)
+    # Model turns with the corpus tools when Self-Route finds the routed context cannot answer (0: off).
+    self_route_tool_turns: int = Field(default=3, ge=0, le=100)
 
     # API.
     api_host: str = "127.0.0.1"

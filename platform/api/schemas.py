@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from corral.agents.ask import Strategy
-from corral.agents.ask.answer import MAX_QUESTION_CHARS
+from corral.agents.ask import MAX_QUESTION_CHARS, Strategy
 
 
 class IngestRequest(BaseModel):

@@ -39,7 +39,13 @@ def test_a_corpus_that_fits_is_stuffed_whole_and_cited(load_corpus: LoadCorpus) 
         run = s.get_one(Run, result.run_id)
         assert run.strategy == "stuff" and run.answer == result.answer and run.forced_strategy is None
         assert run.actual_tokens == result.prompt_tokens + result.completion_tokens
-        assert [step["step"] for step in run.steps][:4] == ["route", "search", "read", "generate"]
+        # The router's reading is the executor's opening turn: one tool call per document, then the answer.
+        names = [step["step"] for step in run.steps]
+        assert names[:5] == ["route", "search", "read", "tool", "tool"] and names[5] == "generate"
+        assert run.steps[2]["by"] == "router" and run.steps[2]["strategy"] == "stuff"
+        assert [(t["name"], t["args"], t["by"], t["ok"]) for t in run.steps[3:5]] == [
+            ("read_document", {"path": "handbook/returns.md"}, "router", True),
+            ("read_document", {"path": "handbook/shipping.md"}, "router", True)]
         assert run.decision["strategy"] == "stuff" and run.decision["inputs"]["corpus_tokens"] > 0
         assert set(run.decision["estimates"]) == {"stuff", "retrieve", "scoped-stuff", "map-reduce"}
         assert run.backend == "embedded"
@@ -57,6 +63,9 @@ def test_a_corpus_over_the_window_reads_the_hit_documents_or_passages(load_corpu
     assert "big/zz_needle.txt:1-1" in labels
     forced = answer("big", "What is the launch code for project Falcon?", strategy=Strategy.RETRIEVE)
     assert "big/zz_needle.txt:1-1" in [c.label for c in forced.citations]
+    # Retrieved passages are read as spans, by the router's tool calls.
+    assert any(s["step"] == "tool" and s["name"] == "read_span" and s.get("by") == "router"
+               for s in forced.steps)
     assert forced.prompt_tokens < window
 
 
@@ -83,6 +92,9 @@ def test_empty_question_is_refused(load_corpus: LoadCorpus, question: str) -> No
     load_corpus("handbook", HANDBOOK)
     with pytest.raises(InvalidInputError, match="empty"):
         answer("handbook", question)
+    with session_scope() as s:  # refused before reading, and recorded
+        run = s.scalars(select(Run)).one()
+        assert run.strategy == "refused" and run.error and "empty" in run.error and run.answer is None
 
 
 def test_huge_question_is_refused(load_corpus: LoadCorpus) -> None:
@@ -101,6 +113,9 @@ def test_corpus_with_no_documents_is_a_conflict(load_corpus: LoadCorpus) -> None
     load_corpus("hollow", {})
     with pytest.raises(ConflictError, match="no indexed documents"):
         answer("hollow", "anything?")
+    with session_scope() as s:
+        run = s.scalars(select(Run)).one()
+        assert run.question == "anything?" and run.error and "no indexed documents" in run.error
 
 
 def test_corpus_still_indexing_says_so(load_corpus: LoadCorpus) -> None:
@@ -162,3 +177,25 @@ def test_step_budget_ends_the_run_with_a_clear_error(load_corpus: LoadCorpus,
     with session_scope() as s:
         run = s.scalars(select(Run).order_by(Run.created_at.desc())).first()
         assert run is not None and run.error and "step budget" in run.error
+
+
+def test_the_engines_prefix_cache_decides_whether_the_prefix_is_cached(load_corpus: LoadCorpus) -> None:
+    topics = ["harbour tides", "orchard pruning", "bell founding", "glass blowing", "rope making",
+              "cheese caves"]
+    files = {f"guide/{i}.md": f"# {t.title()}\n\n" + " ".join(
+        f"Note {j} on {t}: the guild of {t} keeps its ledger number {i * 10 + j} in hall {j}."
+        for j in range(9)) + "\n" for i, t in enumerate(topics)}
+    files["guide/3.md"] += "The bell founders cast the great tenor bell from melted cannons.\n"
+    load_corpus("guide", files)
+    assert get_chat_model().prefix_cache is not None  # the tiny model runs on the embedded engine
+    q1 = "What were the bell founders' tenor bell cast from?"
+    cold = answer("guide", q1)
+    # Asked, not declared: nothing of the stuffed prompt is cached yet, so little is read.
+    assert cold.decision["inputs"]["prefix_cached_tokens"] == 0
+    assert cold.routed_strategy in ("scoped-stuff", "retrieve")
+    answer("guide", q1, strategy=Strategy.STUFF)  # prefills the corpus prefix into the cache
+    warm = answer("guide", "Which hall keeps the rope makers' ledger?")
+    inputs = warm.decision["inputs"]
+    assert inputs["prefix_cached"] is True and inputs["prefix_cached_tokens"] > 0.8 * warm.estimated_tokens
+    assert warm.routed_strategy == "stuff" and "prefix cache" in warm.reason
+

@@ -104,7 +104,11 @@ def test_langchain_tools_return_text_and_spans_and_report_errors_to_the_model(re
     msg = tools["read_span"].invoke({"name": "read_span", "args": {"path": "proj/store.py", "start_line": 9,
                                      "end_line": 10}, "id": "1", "type": "tool_call"})
     assert "proj/store.py:9: def parse_header(line):" in msg.content
-    assert msg.artifact == [{"path": "proj/store.py", "start_line": 9, "end_line": 10}]
+    # The artifact is what was read: the span, with its raw text (lines uncut), for citations and reads.
+    [span] = msg.artifact
+    assert {k: span[k] for k in ("path", "start_line", "end_line")} == {
+        "path": "proj/store.py", "start_line": 9, "end_line": 10}
+    assert span["text"].startswith("def parse_header(line):\n") and span["text"].count("\n") == 2
     # Invalid arguments (schema) and bad values (our errors) come back as text, not exceptions.
     bad = tools["read_span"].invoke({"name": "read_span", "args": {"path": "proj/store.py", "start_line": -3},
                                      "id": "2", "type": "tool_call"})
