@@ -113,10 +113,13 @@ def test_prefill_and_decode_logits_match_transformers(name: str) -> None:
         logits = engine.forward(torch.tensor([[token]]), cache, cache.length)[0]
 
 
-@pytest.mark.parametrize("name", ["llama4_text", "mixtral-sliding", "qwen2_moe"])
+@pytest.mark.parametrize(
+    "name", ["granitemoe", "llama", "llama4_text", "mixtral-sliding", "qwen2_moe", "qwen3_moe"]
+)
 def test_chunked_prefill_matches_one_shot(name: str) -> None:
     """Prefill cut into 5-token pieces (crossing Llama 4's 8-token attention chunks and the 7-token
-    sliding window) leaves the same cache and logits as one pass."""
+    sliding window; under full attention each later piece attends to the cached prefix and to itself in
+    two passes merged by log-sum-exp) leaves the same cache and logits as one pass."""
     engine = transformer_from_hf(_reference(name), torch.float32)
     torch.manual_seed(2)
     prompt = torch.randint(1, COMMON["vocab_size"], (1, 23))
