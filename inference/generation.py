@@ -23,6 +23,11 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # transformers' repetition penalty (> 1 discourages any token already in the prompt or the answer)
+    # and OpenAI's frequency and presence penalties (over the answer's own tokens, -2..2).
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
 
 
 class TokenConstraint(Protocol):

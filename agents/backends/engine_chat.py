@@ -38,6 +38,8 @@ class EngineChatModel(BaseChatModel):
     service: ChatService
     max_tokens: int = 256
     temperature: float = 0.0
+    # As transformers' chat default for small models: greedy decoding without it repeats itself.
+    repetition_penalty: float = 1.1
     model_name: str = "corral-embedded"
 
     @property
@@ -70,6 +72,7 @@ class EngineChatModel(BaseChatModel):
             messages=convert_to_openai_messages(messages),
             max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
             temperature=float(kwargs.get("temperature", self.temperature)),
+            repetition_penalty=float(kwargs.get("repetition_penalty", self.repetition_penalty)),
             stop=tuple(stop or ()),
             tools=tools,
             tool_choice=parse_tool_choice(kwargs.get("tool_choice"), tools),

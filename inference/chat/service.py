@@ -64,6 +64,9 @@ class ChatRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
     tools: Sequence[ToolSpec] = ()
     tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
@@ -207,6 +210,11 @@ class ChatService:
             raise InvalidRequestError("temperature must be between 0 and 2", param="temperature")
         if not 0.0 < request.top_p <= 1.0:
             raise InvalidRequestError("top_p must be in (0, 1]", param="top_p")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not -2.0 <= getattr(request, name) <= 2.0:
+                raise InvalidRequestError(f"{name} must be between -2 and 2", param=name)
+        if not 0.0 < request.repetition_penalty <= 10.0:
+            raise InvalidRequestError("repetition_penalty must be in (0, 10]", param="repetition_penalty")
         if len(request.stop) > MAX_STOP:
             raise InvalidRequestError(f"at most {MAX_STOP} stop sequences are allowed", param="stop")
         engine = self.engine
@@ -229,6 +237,9 @@ class ChatService:
             top_p=request.top_p,
             stop=tuple(request.stop),
             seed=request.seed,
+            frequency_penalty=request.frequency_penalty,
+            presence_penalty=request.presence_penalty,
+            repetition_penalty=request.repetition_penalty,
         )
         mode = request.tool_choice.mode
         schema = request.response_format.output_schema()

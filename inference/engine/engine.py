@@ -31,7 +31,7 @@ from corral.inference.generation import (
     TokenConstraint,
 )
 from corral.inference.hf.chat_model import Generation
-from corral.inference.hf.textgen import TextAssembler, sample_token
+from corral.inference.hf.textgen import Penalties, TextAssembler, check_sampling, sample_token
 
 __all__ = ["Engine"]
 
@@ -103,7 +103,9 @@ class Engine:
                 f"the prompt takes {len(prompt)} tokens of the {self.context_window}-token window of "
                 f"{self.model_id}"
             )
-        result = self.generate(prompt, SamplingParams(max_tokens=max_new_tokens))
+        # The same light repetition penalty as the transformers reference: greedy decoding of a small
+        # model otherwise falls into repeating one sentence until the token limit.
+        result = self.generate(prompt, SamplingParams(max_tokens=max_new_tokens, repetition_penalty=1.1))
         reason = "stop" if result.finish_reason == "stop" else "length"
         return Generation(result.text.strip(), len(prompt), result.completion_tokens,
                           time.perf_counter() - started, reason)
@@ -180,10 +182,7 @@ class Engine:
 
     # -- internals -----------------------------------------------------------------------------------
     def _check(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[int]:
-        if params.max_tokens < 1:
-            raise InferenceError("max_tokens must be at least 1")
-        if params.temperature < 0 or not 0 < params.top_p <= 1:
-            raise InferenceError("temperature must be >= 0 and top_p in (0, 1]")
+        check_sampling(params)
         try:
             prompt = [int(i) for i in prompt_ids]
         except (TypeError, ValueError) as exc:
@@ -274,11 +273,14 @@ class Engine:
         generator = torch.Generator().manual_seed(seed)
         text = TextAssembler(self._tok, params.stop)
         eos = set(self.eos_token_ids)
+        penalties = Penalties.of(params, prompt, self.vocab_size)
         logits, _ = self._prefill(prompt, cache, stats)
         decode_started = time.perf_counter()
         try:
             with self.batcher.decoding():
-                yield from self._steps(logits, params, constraint, cache, budget, generator, text, eos, stats)
+                yield from self._steps(
+                    logits, params, constraint, cache, budget, generator, text, eos, penalties, stats
+                )
         finally:
             stats["decode_s"] = time.perf_counter() - decode_started
             self._record(len(prompt), stats)
@@ -303,6 +305,7 @@ class Engine:
         generator: torch.Generator,
         text: TextAssembler,
         eos: set[int],
+        penalties: Penalties | None,
         stats: dict[str, Any],
     ) -> Iterator[StreamChunk]:
         produced = 0
@@ -320,7 +323,8 @@ class Engine:
                     if allowed is not None and not bool(allowed.any()):
                         finish = "constraint"
                     else:
-                        token = sample_token(logits, params, generator, allowed)
+                        scores = penalties.apply(logits) if penalties is not None else logits
+                        token = sample_token(scores, params, generator, allowed)
                         if constraint is not None:
                             constraint.advance([token])
                         if token in eos:
@@ -328,6 +332,8 @@ class Engine:
                         else:
                             new = [token]
                 produced += len(new)
+                if penalties is not None:
+                    penalties.add(new)
                 piece = text.push(new)
                 if finish is None:
                     if text.stopped:

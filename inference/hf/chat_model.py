@@ -28,7 +28,7 @@ from corral.inference.generation import (
     TextEngine,
     TokenConstraint,
 )
-from corral.inference.hf.textgen import TextAssembler, sample_token
+from corral.inference.hf.textgen import Penalties, TextAssembler, check_sampling, sample_token
 
 __all__ = ["Generation", "HFChatModel"]
 
@@ -137,8 +137,7 @@ class HFChatModel:
         """
         if not prompt_ids:
             raise InferenceError("the prompt is empty")
-        if params.max_tokens < 1:
-            raise InferenceError("max_tokens must be at least 1")
+        check_sampling(params)
         self.check_fits(len(prompt_ids), params.max_tokens)
         return self._decode([int(i) for i in prompt_ids], params, constraint)
 
@@ -187,6 +186,7 @@ class HFChatModel:
         )
         text = TextAssembler(self._tok, params.stop)
         eos = set(self.eos_token_ids)
+        penalties = Penalties.of(params, prompt, int(self._model.config.vocab_size))
         produced = 0
         logits, cache = self._forward(prompt, None)
         while True:
@@ -203,7 +203,8 @@ class HFChatModel:
                 if allowed is not None and not bool(allowed.any()):
                     finish = "constraint"
                 else:
-                    token = sample_token(logits, params, generator, allowed)
+                    scores = penalties.apply(logits) if penalties is not None else logits
+                    token = sample_token(scores, params, generator, allowed)
                     if constraint is not None:
                         constraint.advance([token])
                     if token in eos:
@@ -211,6 +212,8 @@ class HFChatModel:
                     else:
                         new = [token]
             produced += len(new)
+            if penalties is not None:
+                penalties.add(new)
             piece = text.push(new)
             if finish is None:
                 if text.stopped:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from corral.inference.errors import InferenceError
 from corral.inference.generation import SamplingParams
 
-__all__ = ["TextAssembler", "sample_token"]
+__all__ = ["Penalties", "TextAssembler", "check_sampling", "sample_token"]
 
 
 def sample_token(logits: Any, params: SamplingParams, generator: Any, allowed: Any = None) -> int:
@@ -35,6 +36,61 @@ def sample_token(logits: Any, params: SamplingParams, generator: Any, allowed: A
         choice = torch.multinomial(sorted_probs, 1, generator=generator)
         return int(order[choice])
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def check_sampling(params: SamplingParams) -> None:
+    """Refuse sampling settings outside their ranges, naming the setting (``InferenceError``)."""
+    if params.max_tokens < 1:
+        raise InferenceError("max_tokens must be at least 1")
+    if params.temperature < 0 or not 0 < params.top_p <= 1:
+        raise InferenceError("temperature must be >= 0 and top_p in (0, 1]")
+    if not 0 < params.repetition_penalty <= 10:
+        raise InferenceError("repetition_penalty must be in (0, 10]")
+    if not (-2 <= params.frequency_penalty <= 2 and -2 <= params.presence_penalty <= 2):
+        raise InferenceError("frequency_penalty and presence_penalty must be in [-2, 2]")
+
+
+class Penalties:
+    """Repetition, frequency and presence penalties over one request's tokens, applied to its logits
+    before sampling. ``Penalties.of`` returns None when the settings are neutral, so the common case
+    costs nothing; otherwise each step pays a few vector ops over the vocabulary."""
+
+    def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], vocab_size: int) -> None:
+        import torch
+
+        self._rep = params.repetition_penalty
+        self._freq = params.frequency_penalty
+        self._pres = params.presence_penalty
+        self._seen = torch.zeros(vocab_size, dtype=torch.bool)  # prompt and answer: repetition penalty
+        self._seen[torch.tensor(list(prompt_ids), dtype=torch.long)] = True
+        self._counts = torch.zeros(vocab_size, dtype=torch.float32)  # the answer only: OpenAI penalties
+
+    @classmethod
+    def of(cls, params: SamplingParams, prompt_ids: Sequence[int], vocab_size: int) -> Penalties | None:
+        p = params
+        neutral = p.repetition_penalty == 1.0 and p.frequency_penalty == 0.0 and p.presence_penalty == 0.0
+        return None if neutral else cls(params, prompt_ids, vocab_size)
+
+    def add(self, token_ids: Sequence[int]) -> None:
+        import torch
+
+        if token_ids:
+            ids = torch.tensor(list(token_ids), dtype=torch.long)
+            self._seen[ids] = True
+            self._counts.index_add_(0, ids, torch.ones(len(ids)))
+
+    def apply(self, logits: Any) -> Any:
+        """Penalised float logits ``[V]`` (a new tensor; ``logits`` is left as it was)."""
+        import torch
+
+        out = logits.float()
+        if self._rep != 1.0:
+            # As transformers does: positive logits are divided, negative ones multiplied.
+            hit = torch.where(out > 0, out / self._rep, out * self._rep)
+            out = torch.where(self._seen, hit, out)
+        if self._freq or self._pres:
+            out = out - self._counts * self._freq - (self._counts > 0).float() * self._pres
+        return out
 
 
 class TextAssembler:

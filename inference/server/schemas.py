@@ -28,6 +28,9 @@ class ChatCompletionBody(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
     seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)  # vLLM's extension
     n: int = Field(default=1, ge=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -48,6 +51,9 @@ class ChatCompletionBody(BaseModel):
             top_p=1.0 if self.top_p is None else self.top_p,
             stop=stop,
             seed=self.seed,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            presence_penalty=self.presence_penalty or 0.0,
+            repetition_penalty=self.repetition_penalty or 1.0,
             tools=tools,
             tool_choice=parse_tool_choice(self.tool_choice, tools),
             response_format=ResponseFormat.parse(self.response_format),

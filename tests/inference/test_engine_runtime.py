@@ -16,6 +16,7 @@ from corral.inference.engine.batching import DecodeBatcher
 from corral.inference.engine.loading import load_hf_model
 from corral.inference.errors import ContextOverflowError, InferenceError
 from corral.inference.generation import SamplingParams, TextEngine
+from corral.inference.hf.textgen import Penalties
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +194,9 @@ def test_an_abandoned_stream_frees_its_cache(tiny: tuple[Any, Any, Engine]) -> N
         ([1, 2], SamplingParams(max_tokens=0), "max_tokens"),
         ([1, 2], SamplingParams(temperature=-1.0), "temperature"),
         ([1, 2], SamplingParams(top_p=0.0), "top_p"),
+        ([1, 2], SamplingParams(repetition_penalty=0.0), "repetition_penalty"),
+        ([1, 2], SamplingParams(frequency_penalty=2.5), "frequency_penalty"),
+        ([1, 2], SamplingParams(presence_penalty=-3.0), "presence_penalty"),
     ],
 )
 def test_bad_requests_are_refused_before_any_work(
@@ -307,3 +311,31 @@ def test_stats_count_requests_tokens_and_the_prefix_cache(tiny: tuple[Any, Any, 
     assert stats["tokens_per_second"] > 0 and 0.0 <= stats["prefix_cache_hit_rate"] <= 1.0
     assert stats["expert_utilisation"] == {}  # a dense model has no experts to report
     assert set(stats["batching"]) >= {"batches", "mean_batch", "largest_batch"}
+
+
+def test_repetition_penalty_decodes_as_transformers_does(tiny: tuple[Any, Any, Engine]) -> None:
+    """Greedy with transformers' repetition penalty (what ``Engine.chat`` uses) picks the tokens
+    ``generate(repetition_penalty=1.3)`` picks, and differs from unpenalised greedy."""
+    _, hf, engine = tiny
+    prompt = _prompt(engine)
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        out = hf.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, min_new_tokens=16, do_sample=False,
+            repetition_penalty=1.3, pad_token_id=0, eos_token_id=None,
+        )
+    reference = [int(t) for t in out[0, len(prompt):]]
+    penalised = engine.generate(prompt, SamplingParams(max_tokens=16, repetition_penalty=1.3)).token_ids
+    assert penalised == reference[: len(penalised)]
+    assert penalised != engine.generate(prompt, SamplingParams(max_tokens=16)).token_ids
+
+
+def test_frequency_and_presence_penalties_count_only_the_answer() -> None:
+    params = SamplingParams(frequency_penalty=0.5, presence_penalty=0.25)
+    penalties = Penalties.of(params, [1, 2, 3], vocab_size=6)
+    assert penalties is not None and Penalties.of(SamplingParams(), [1], 6) is None
+    penalties.add([4, 4, 5])
+    logits = torch.zeros(6)
+    expected = torch.tensor([0.0, 0.0, 0.0, 0.0, -1.25, -0.75])  # 4 twice: 2 * 0.5 + 0.25; 5 once
+    torch.testing.assert_close(penalties.apply(logits), expected)
+    assert torch.equal(logits, torch.zeros(6))  # the caller's logits are left alone

@@ -287,6 +287,9 @@ def test_context_overflow_is_400_context_length_exceeded(client: openai.OpenAI) 
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 3}}}},
          None),
         ({"temperature": 5}, "temperature"),
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"presence_penalty": -9}, "presence_penalty"),
+        ({"extra_body": {"repetition_penalty": 0}}, "repetition_penalty"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"n": 2}, "n"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
@@ -426,6 +429,10 @@ def test_serves_the_embedded_engine(tiny_chat_model: Path) -> None:
         streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
             model="engine", messages=messages, max_tokens=4, temperature=0, stream=True) if ch.choices)
         assert streamed == first.choices[0].message.content
+        penalised = c.chat.completions.create(model="engine", messages=messages, max_tokens=4, temperature=0,
+                                              frequency_penalty=2.0, presence_penalty=2.0,
+                                              extra_body={"repetition_penalty": 1.5})
+        assert penalised.usage is not None and penalised.usage.completion_tokens >= 1
         page = httpx.get(f"{url}/metrics").text
         hit = [ln for ln in page.splitlines() if ln.startswith("corral_inference_prefix_cache_hit_rate")]
         assert hit and float(hit[0].rsplit(" ", 1)[1]) > 0
