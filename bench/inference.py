@@ -5,7 +5,9 @@ Figures, per model (SmolLM2-135M GGUF; random ~250M Llama-4-text and Qwen3-MoE c
 - llama.cpp (llama-cpp-python) on the same GGUF when it is installed (an optional extra; skipped if not);
 - time to first token for a question after an 8k-token prefix: cold (empty cache) vs warm (the prefix
   cache read from disk by a *new process*);
-- measured read bandwidth and the decode roofline (bandwidth / weight bytes one decode step reads).
+- measured read bandwidth and the decode roofline (bandwidth / weight bytes one decode step reads);
+- concurrent requests (``--only batch``): generated tokens/s with decode steps batched into one forward
+  pass vs the same engine stepping one request at a time.
 
 Usage::
 
@@ -314,6 +316,47 @@ def ttft(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def batching(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Concurrent requests on one engine: generated tokens/s (wall) with their decode steps batched into one
+    forward pass, against the same engine taking the steps one request at a time (``max_batch=1``),
+    in the same run. Each request has its own 256-token prompt and decodes ``--decode-steps`` tokens."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder, gguf = _default_model()
+    tok, hf = load_hf_model(folder, gguf)
+    base = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, dtype=args.dtype, memory_cache_bytes=0)
+    del hf
+    rows: list[dict[str, Any]] = []
+    for n in args.concurrency:
+        torch.manual_seed(n)
+        prompts = [[int(t) for t in torch.randint(100, 49000, (256,))] for _ in range(n)]
+        params = SamplingParams(max_tokens=args.decode_steps + 1)
+        row: dict[str, Any] = {"model": "smollm2-135m-gguf", "requests": n, "decode_steps": args.decode_steps}
+        for label, max_batch in (("one_at_a_time", 1), ("batched", 16)):
+            engine = Engine(
+                base.model,
+                tok,
+                model_id=label,
+                context_window=base.context_window,
+                eos_token_ids=[-1],
+                max_batch=max_batch,
+            )
+            best = 0.0
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                with ThreadPoolExecutor(n) as pool:
+                    results = list(pool.map(lambda p, e=engine, sp=params: e.generate(p, sp), prompts))
+                # Generated tokens over the wall time of the whole set: the prefills are the same work
+                # in both modes, so the difference is how the decode steps were run.
+                best = max(best, sum(len(r.token_ids) for r in results) / (time.perf_counter() - started))
+            row[f"{label}_tok_s"] = round(best, 1)
+            row[f"{label}_mean_batch"] = engine.stats()["batching"]["mean_batch"]
+        row["batched_x"] = round(row["batched_tok_s"] / row["one_at_a_time_tok_s"], 2)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -324,7 +367,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--prefix-tokens", type=int, default=8000)
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--only", choices=["smollm2", "llama4_text", "qwen3_moe", "ttft"], default=None)
+    parser.add_argument(
+        "--only", choices=["smollm2", "llama4_text", "qwen3_moe", "ttft", "batch"], default=None
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        help="concurrent requests for the batching figures",
+    )
     parser.add_argument("--quick", action="store_true", help="2k contexts, 12 decode steps, 1 repeat")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
     parser.add_argument(
@@ -342,7 +394,7 @@ def main() -> None:
     bw = read_bandwidth_gbs()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
     print(f"# read bandwidth {bw:.1f} GB/s", flush=True)
-    rows = throughput(args) if args.only != "ttft" else []
+    rows = throughput(args) if args.only not in ("ttft", "batch") else []
     for row in rows:
         if "active_bytes" in row:
             row["roofline_decode"] = round(bw * 1e9 / row["active_bytes"], 1)
@@ -352,6 +404,8 @@ def main() -> None:
                 flush=True,
             )
     result: dict[str, Any] = {"bandwidth_gbs": round(bw, 1), "throughput": rows}
+    if args.only in (None, "batch"):
+        result["batching"] = batching(args)
     if args.only in (None, "ttft"):
         result["ttft"] = ttft(args)
     result["wall_s"] = round(time.perf_counter() - started, 1)
