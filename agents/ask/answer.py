@@ -49,7 +49,6 @@ from corral.agents.retrieval import (
     HybridSearcher,
     Passage,
     corpus_parts,
-    scoped_documents,
     whole_corpus,
 )
 from corral.agents.routing import Strategy, context_budget
@@ -166,7 +165,7 @@ def _route(
         # What scoped-stuff would read is planned now, while the hit rows are attached.
         planned = {Strategy.RETRIEVE: plan.retrieved}
         if Strategy.SCOPED_STUFF in plan.chain:
-            planned[Strategy.SCOPED_STUFF] = scoped_documents(plan.ranked, plan.scope_budget, plan.scope_docs)
+            planned[Strategy.SCOPED_STUFF] = plan.scoped()
         return question, plan, planned, line_counts(session, corpus.id)
 
 

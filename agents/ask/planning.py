@@ -37,10 +37,14 @@ from corral.core.db import Corpus, Document, DocumentStatus
 
 __all__ = ["Plan", "PlanSettings", "evidence_spans", "line_counts", "make_plan", "read_for"]
 
+MAX_SEARCH_DEPTH = 80  # hits retrieve may read
+TOKENS_PER_HIT = 100  # search depth = retrieve budget / this: enough hits to fill it (chunks are larger)
+
 
 @dataclass(frozen=True, slots=True)
 class PlanSettings:
-    top_k: int = 8
+    top_k: int = 8  # the hits the router's signals and scoped-stuff look at
+    retrieve_tokens: int = 8192  # retrieve fills its context up to this (and the window's budget)
     expand_limit: int = 512
     neighbours: int = 1
     scope_docs: int = 8  # scoped-stuff reads the documents of the best hits, at most this many
@@ -62,12 +66,21 @@ class Plan:
     ranked: list[Ranked]
     retrieved: list[Passage]
     decision: Decision
-    scope_docs: int = 8
+    settings: PlanSettings
+    retrieve_budget: int
 
     @property
     def scope_budget(self) -> int:
         cap = self.decision.scope_cap
         return self.budget if cap is None else min(cap, self.budget)
+
+    def scoped(self) -> list[Passage]:
+        """What scoped-stuff reads: the best hits' documents whole, the rest of its budget filled with
+        the other hits' passages (call while the hit rows are attached to a session)."""
+        s = self.settings
+        return scoped_documents(self.ranked, self.scope_budget, s.scope_docs, top_k=s.top_k,
+                                fill=self.retrieve_budget, expand_limit=s.expand_limit,
+                                neighbours=s.neighbours)
 
     @property
     def chain(self) -> tuple[Strategy, ...]:
@@ -83,19 +96,23 @@ def make_plan(
     signals = classify_question(question)
     if question_type is not None:
         signals = QuestionSignals(question_type, signals.terms, signals.english, "given")
-    ranked = searcher.search(session, corpus.id, question, settings.top_k)
-    retrieved = order_preserving(ranked, budget, expand_limit=settings.expand_limit,
+    # Retrieve fills its budget with as many ranked passages as fit: search deep enough for that.
+    retrieve_budget = min(budget, settings.retrieve_tokens)
+    depth = max(settings.top_k, min(MAX_SEARCH_DEPTH, retrieve_budget // TOKENS_PER_HIT))
+    ranked = searcher.search(session, corpus.id, question, depth)
+    retrieved = order_preserving(ranked, retrieve_budget, expand_limit=settings.expand_limit,
                                  neighbours=settings.neighbours)
-    dense = [r.dense for r in ranked if r.dense is not None]
+    top = ranked[: settings.top_k]
+    dense = [r.dense for r in top if r.dense is not None]
     inputs = RouterInputs(
         corpus_tokens=corpus.token_count, document_count=corpus.document_count, budget=budget,
         window=window, question_type=signals.type,
         retrieve_tokens=sum(p.tokens + HEADER_TOKENS for p in retrieved),
-        scoped_tokens=scoped_tokens(ranked, settings.scope_docs),
-        scoped_doc_tokens=_doc_tokens(ranked, settings.scope_docs),
-        overlap=lexical_overlap(signals.terms, (r.chunk.text for r in ranked)),
+        scoped_tokens=scoped_tokens(top, settings.scope_docs),
+        scoped_doc_tokens=_doc_tokens(top, settings.scope_docs),
+        overlap=lexical_overlap(signals.terms, (r.chunk.text for r in top)),
         top_score=max(dense) if dense else None, english=signals.english,
-        agreement=_agree(ranked) if searcher.hybrid else None,
+        agreement=_agree(top) if searcher.hybrid else None,
         prefix_cached=settings.prefix_cached, prefix_cached_tokens=settings.prefix_cached_tokens,
         cost_per_1k_input=settings.cost_per_1k_input,
         cost_per_1k_cached_input=settings.cost_per_1k_cached_input,
@@ -103,7 +120,8 @@ def make_plan(
         per_call_overhead=settings.per_call_overhead, max_map_calls=settings.max_map_calls,
         forced=forced,
     )
-    return Plan(corpus.id, budget, signals, ranked, retrieved, choose_strategy(inputs), settings.scope_docs)
+    return Plan(corpus.id, budget, signals, ranked, retrieved, choose_strategy(inputs), settings,
+                retrieve_budget)
 
 
 def _doc_tokens(ranked: Sequence[Ranked], max_docs: int) -> tuple[int, ...]:
@@ -128,7 +146,7 @@ def read_for(session: Session, plan: Plan, strategy: Strategy, max_map_calls: in
     if strategy is Strategy.RETRIEVE:
         return plan.retrieved
     if strategy is Strategy.SCOPED_STUFF:
-        return scoped_documents(plan.ranked, plan.scope_budget, plan.scope_docs)
+        return plan.scoped()
     if strategy is Strategy.STUFF:
         return whole_corpus(session, plan.corpus_id, plan.budget)
     parts = corpus_parts(session, plan.corpus_id, plan.budget)[:max_map_calls]

@@ -12,6 +12,7 @@ from corral.agents.retrieval.passages import (
     scoped_tokens,
     whole_corpus,
 )
+from corral.agents.retrieval.query import content_terms, keyword_query
 
 __all__ = [
     "HEADER_TOKENS",
@@ -19,8 +20,10 @@ __all__ = [
     "KeywordSearch",
     "Passage",
     "Ranked",
+    "content_terms",
     "corpus_parts",
     "find_keyword_index",
+    "keyword_query",
     "order_preserving",
     "reciprocal_rank_fusion",
     "render",

@@ -1,5 +1,7 @@
 """Hybrid search: dense (the vector store) and lexical (the BM25 keyword index), fused by RRF.
 
+The dense list embeds the question as asked; the lexical list gets its content words (``keyword_query``).
+
 The keyword index is optional: ``find_keyword_index`` returns None where ``corral.core.index`` has none
 (or it cannot open), and search is then dense only; each result says which lists it came from.
 """
@@ -16,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from corral.agents.retrieval.fusion import reciprocal_rank_fusion
+from corral.agents.retrieval.query import keyword_query
 from corral.core.db import Chunk
 from corral.core.index import Hit, VectorStore
 from corral.core.types import Embedder
@@ -82,7 +85,7 @@ class HybridSearcher:
         keyword_ranks: dict[str, int] = {}
         if self._keyword is not None:
             try:
-                kw_hits = self._keyword.search(corpus_id, question, want)
+                kw_hits = self._keyword.search(corpus_id, keyword_query(question), want)
             except Exception as exc:  # degrade to dense, say so in the log
                 log.warning("keyword search failed, using dense only: %s", exc)
                 kw_hits = []

@@ -75,12 +75,20 @@ def _unit_of(chunk: Chunk, expand_limit: int) -> list[Chunk]:
     return unit if sum(c.token_count for c in unit) <= expand_limit else []
 
 
-def order_preserving(
-    ranked: Sequence[Ranked], budget: int, *, expand_limit: int = 0, neighbours: int = 0
-) -> list[Passage]:
-    """Take chunks best-first while they fit ``budget``, widen each to its unit when the unit costs at
-    most ``expand_limit`` tokens and still fits — else, in code, to ``neighbours`` chunks on each side
-    (a function's ``def`` line often sits in the chunk before its body) — then merge in document order."""
+def _widen(chunk: Chunk, expand_limit: int, neighbours: int) -> list[Chunk]:
+    """What to read around a hit: its unit when that costs at most ``expand_limit``; else, in code,
+    ``neighbours`` chunks on each side (a function's ``def`` line often sits in the chunk before its
+    body, and a class's pieces hold several methods)."""
+    unit = _unit_of(chunk, expand_limit) if expand_limit > 0 else []
+    if unit or chunk.document.kind != "code" or neighbours <= 0:
+        return unit
+    lo, hi = chunk.ordinal - neighbours, chunk.ordinal + neighbours
+    return [c for c in chunk.document.chunks if lo <= c.ordinal <= hi]
+
+
+def _take(ranked: Sequence[Ranked], budget: int, expand_limit: int, neighbours: int
+          ) -> dict[str, tuple[Chunk, float | None]]:
+    """Chunks best-first while they fit ``budget``, each widened (``_widen``) when that still fits."""
     chosen: dict[str, tuple[Chunk, float | None]] = {}
     used = 0
     for r in ranked:
@@ -91,25 +99,35 @@ def order_preserving(
             continue
         chosen[r.chunk.id] = (r.chunk, r.score)
         used += cost
-        unit = _unit_of(r.chunk, expand_limit) if expand_limit > 0 else []
-        if not unit and neighbours > 0 and r.chunk.document.kind == "code":
-            lo, hi = r.chunk.ordinal - neighbours, r.chunk.ordinal + neighbours
-            unit = [c for c in r.chunk.document.chunks if lo <= c.ordinal <= hi]
-        extra = [c for c in unit if c.id not in chosen]
+        extra = [c for c in _widen(r.chunk, expand_limit, neighbours) if c.id not in chosen]
         extra_cost = sum(c.token_count for c in extra)
         if extra and used + extra_cost <= budget:
             chosen.update((c.id, (c, None)) for c in extra)
             used += extra_cost
-    return _passages_from_chunks(chosen.values())
+    return chosen
 
 
-def scoped_documents(ranked: Sequence[Ranked], budget: int, max_docs: int = 8) -> list[Passage]:
-    """The first ``max_docs`` documents the best hits fall in, read whole while they fit ``budget``;
-    in path order."""
+def order_preserving(
+    ranked: Sequence[Ranked], budget: int, *, expand_limit: int = 0, neighbours: int = 0
+) -> list[Passage]:
+    """Take chunks best-first while they fit ``budget`` — so the whole budget is filled when the
+    ranking is deep enough — widening each hit (``_widen``) when that still fits, then merge in
+    document order."""
+    return _passages_from_chunks(_take(ranked, budget, expand_limit, neighbours).values())
+
+
+def scoped_documents(
+    ranked: Sequence[Ranked], budget: int, max_docs: int = 8, *, top_k: int | None = None, fill: int = 0,
+    expand_limit: int = 0, neighbours: int = 0,
+) -> list[Passage]:
+    """The documents the best ``top_k`` hits fall in (at most ``max_docs``), read whole while they fit
+    ``budget``; then up to ``fill`` tokens of what is left spent on the other documents' hits, read as
+    retrieve reads them. All in path order."""
     seen: set[int] = set()
+    read: set[int] = set()
     chosen: list[tuple[Chunk, float | None]] = []
     used = 0
-    for r in ranked:
+    for r in ranked[:top_k] if top_k is not None else ranked:
         doc = r.chunk.document
         if doc.id in seen:
             continue
@@ -120,7 +138,12 @@ def scoped_documents(ranked: Sequence[Ranked], budget: int, max_docs: int = 8) -
         if used + cost > budget:
             continue
         used += cost
+        read.add(doc.id)
         chosen += [(c, r.score if c.id == r.chunk.id else None) for c in doc.chunks]
+    left = min(budget - used, fill)
+    if left > 0:
+        rest = [r for r in ranked if r.chunk.document.id not in read]
+        chosen += _take(rest, left, expand_limit, neighbours).values()
     return _passages_from_chunks(chosen)
 
 

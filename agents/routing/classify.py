@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from corral.agents.retrieval.query import content_terms
+
 __all__ = ["QuestionSignals", "QuestionType", "classify_question", "content_terms", "lexical_overlap"]
 
 
@@ -36,11 +38,6 @@ _MULTI_HOP = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_STOP_WORDS = """a an and are as at be by can could did do does for from has have how i in is it its
-    me my of on or
-    our shall should so than that the their them then there these they this to was we were what when
-    where which who whom why will with would you your about into any all not no yes if also just"""
-_STOP = frozenset(_STOP_WORDS.split())
 _HINT_WORDS = "the is are what how which where when who does do of in to"
 _ENGLISH_HINTS = frozenset(_HINT_WORDS.split())
 
@@ -53,11 +50,6 @@ class QuestionSignals:
     terms: tuple[str, ...]  # content words, lowercased, in order, without stop words
     english: bool  # False: lexical signals are weak, the corpus is probably in another language
     matched: str | None  # the cue that decided the type, for the reasons
-
-
-def content_terms(text: str) -> list[str]:
-    """Lowercased words of two or more characters that are not English stop words."""
-    return [w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if len(w) > 1 and w not in _STOP]
 
 
 def classify_question(question: str) -> QuestionSignals:

@@ -76,9 +76,9 @@ class RouterInputs:
     def fits(self) -> bool:
         return self.stuff_tokens <= self.budget
 
-    def scoped_within(self, cap: int) -> int:
-        """Tokens scoped-stuff reads when it takes hit documents best-first while they fit ``cap``;
-        0 when the best hit's own document does not fit (reading the others would miss it)."""
+    def whole_within(self, cap: int) -> int:
+        """Tokens of the hit documents scoped-stuff reads whole, best-first while they fit ``cap``; 0
+        when the best hit's own document does not fit (reading the others would miss it)."""
         docs = self.scoped_doc_tokens or (self.scoped_tokens,)
         if not docs or docs[0] > cap:
             return 0
@@ -87,6 +87,12 @@ class RouterInputs:
             if used + t <= cap:
                 used += t
         return used
+
+    def scoped_within(self, cap: int) -> int:
+        """Tokens scoped-stuff reads under ``cap``: the hit documents it reads whole, then what is left
+        filled with other documents' passages (as much as retrieve reads, at most); 0 as above."""
+        whole = self.whole_within(cap)
+        return whole + min(cap - whole, self.retrieve_tokens) if whole else 0
 
     @property
     def map_calls(self) -> int:
@@ -229,9 +235,8 @@ def choose_strategy(x: RouterInputs) -> Decision:
             trust = (f"retrieval is confident ({signal})" if confident
                      else f"retrieval is not confident ({signal}); the model's verdict decides")
             return decide(Strategy.SCOPED_STUFF,
-                          f"{size}; {trust}: read the documents it points at whole, best first, up to "
-                          f"{scoped_share if scoped_share <= RETRIEVE_SHARE else RETRIEVE_SHARE:.0%} of it "
-                          f"({scoped} tokens)",
+                          f"{size}; {trust}: read the documents it points at whole, best first, and "
+                          f"other hits' passages, up to {RETRIEVE_SHARE:.0%} of it ({scoped} tokens)",
                           fallback=(Strategy.STUFF,), cap=cap)
         if confident and share <= RETRIEVE_SHARE:
             return decide(Strategy.RETRIEVE,
@@ -245,12 +250,16 @@ def choose_strategy(x: RouterInputs) -> Decision:
         return decide(Strategy.SCOPED_STUFF,
                       f"{size}; a multi-hop question: read whole the documents retrieval points at "
                       f"({x.scoped_tokens} tokens)", fallback=(Strategy.MAP_REDUCE,))
+    # Past the window the fallback is costly (map-reduce): read hit documents whole only when the
+    # budget allows it without squeezing out the passages retrieve would read — all of the hit
+    # documents fit, or those that fit leave room for every passage — else every hit as a passage.
     cap = min(x.budget, int(RETRIEVE_SHARE * x.stuff_tokens))
-    scoped = x.scoped_within(cap)
-    if scoped > 0:
+    whole = x.whole_within(cap)
+    if whole and (x.scoped_tokens <= cap or whole + x.retrieve_tokens <= cap):
         return decide(Strategy.SCOPED_STUFF,
-                      f"{size}: read the documents retrieval points at whole, best first, while they fit "
-                      f"{cap} tokens ({scoped} tokens; {signal})", fallback=(Strategy.MAP_REDUCE,), cap=cap)
+                      f"{size}: the budget allows reading the documents retrieval points at whole "
+                      f"({whole} tokens) and other hits' passages, up to {cap} tokens ({signal})",
+                      fallback=(Strategy.MAP_REDUCE,), cap=cap)
     lang = "" if x.english else "; the question is not in English, so lexical signals count for less"
     return decide(Strategy.RETRIEVE,
                   f"{size}: retrieve passages and read them in document order ({signal}){lang}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from corral.agents.retrieval import (
     HybridSearcher,
     corpus_parts,
+    keyword_query,
     order_preserving,
     reciprocal_rank_fusion,
     scoped_documents,
@@ -44,9 +45,20 @@ def test_passages_come_in_document_order_and_small_files_are_read_whole(load_cor
         widened = order_preserving(ranked, 10_000, expand_limit=64)
         small = [p for p in widened if p.path == "c/b_small.txt"]
         assert all(p.text == "Biscuit likes sardines.\n" for p in small)  # whole file: cheap
-        assert order_preserving(ranked, 20) == []  # nothing fits a tiny budget
+        assert order_preserving(ranked, 10) == []  # nothing fits a tiny budget
+        # The budget is filled best-first: a later, smaller hit takes the room a bigger one left.
+        assert sum(p.tokens for p in order_preserving(ranked, 200)) <= 200 - 12
         scoped = scoped_documents(ranked, 100_000)
         assert {p.path for p in scoped} == {r.chunk.document.path for r in ranked}
+        # Scoped-stuff reads the best hit's document whole and spends what is left on other hits.
+        best = ranked[0].chunk.document
+        filled = scoped_documents(ranked, best.token_count + 200, top_k=1, fill=10_000)
+        whole = [p for p in filled if p.path == best.path]
+        assert len(whole) == 1 and whole[0].text == "".join(c.text for c in best.chunks)
+        others = [p for p in filled if p.path != best.path]
+        assert others and sum(p.tokens for p in filled) <= best.token_count + 200
+        assert [p.path for p in filled] == sorted(p.path for p in filled)
+        assert scoped_documents(ranked, best.token_count + 200, top_k=1) == whole  # no fill asked
         every = whole_corpus(s, cid)
         assert [p.path for p in every] == ["c/a_big.txt", "c/b_small.txt", "c/c_other.txt"]
         parts = corpus_parts(s, cid, 200)
@@ -54,6 +66,14 @@ def test_passages_come_in_document_order_and_small_files_are_read_whole(load_cor
             "".join(p.text for p in every)  # the parts partition the corpus, in order
         numbers = [p.number for part in parts for p in part]
         assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_the_keyword_query_keeps_content_words_and_splits_identifiers() -> None:
+    assert keyword_query("Which function is responsible for parsing the HTTPResponse headers?") == \
+        "function responsible parsing httpresponse http response headers"
+    assert keyword_query("where is getAllHeaders or parse_header?") == \
+        "getallheaders get headers parse header"
+    assert keyword_query("Is it?") == "Is it?"  # nothing but function words: asked as it is
 
 
 def test_search_degrades_to_dense_only_without_a_keyword_index(load_corpus: LoadCorpus) -> None:

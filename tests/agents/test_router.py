@@ -65,7 +65,8 @@ def test_corpus_that_fits_reads_the_hit_documents_whole_when_they_are_cheap() ->
     d = choose_strategy(inputs(corpus_tokens=7000, document_count=10, retrieve_tokens=900,
                                scoped_tokens=1500))
     assert d.strategy is Strategy.SCOPED_STUFF and d.fallback == (Strategy.STUFF,)
-    assert "confident" in d.reason and "21% of it" in d.reason and d.estimated_tokens == 1500
+    # The hit documents (1500 tokens) whole, then other hits' passages up to a quarter of 7120 tokens.
+    assert "confident" in d.reason and "passages" in d.reason and d.estimated_tokens == 1780
 
 
 def test_corpus_that_fits_is_retrieved_when_only_passages_are_cheap() -> None:
@@ -95,7 +96,8 @@ def test_hit_documents_are_read_best_first_up_to_a_quarter_of_the_corpus() -> No
     d = choose_strategy(inputs(corpus_tokens=20_000, budget=30_000, scoped_tokens=9000,
                                scoped_doc_tokens=(3000, 4000, 2000)))
     assert d.strategy is Strategy.SCOPED_STUFF and d.scope_cap == 5012  # a quarter of 20,048
-    assert d.estimated_tokens == 5000  # 3000 + 2000: the 4000-token document does not fit the cap
+    # 3000 + 2000 whole (the 4000-token document does not fit the cap), then 12 tokens of passages.
+    assert d.estimated_tokens == 5012
 
 
 def test_cached_prefix_makes_stuffing_cheaper_than_retrieving() -> None:
@@ -121,6 +123,13 @@ def test_corpus_over_budget_is_retrieved_with_an_escalation_chain() -> None:
 def test_past_the_window_cheap_hit_documents_are_read_whole() -> None:
     d = choose_strategy(inputs(corpus_tokens=200_000, budget=120_000, window=131_072, scoped_tokens=30_000))
     assert d.strategy is Strategy.SCOPED_STUFF and d.fallback == (Strategy.MAP_REDUCE,)
+
+
+def test_past_the_window_hit_documents_are_read_whole_only_when_all_of_them_fit() -> None:
+    # The best hit's document fits, the others do not: reading it whole would drop the other hits.
+    d = choose_strategy(inputs(corpus_tokens=150_000, budget=7800, scoped_tokens=30_000,
+                               scoped_doc_tokens=(2000, 12_000, 16_000), retrieve_tokens=7500))
+    assert d.strategy is Strategy.RETRIEVE and d.estimated_tokens == 7500
 
 
 def test_header_cost_tips_a_borderline_corpus_over_the_budget() -> None:
