@@ -9,6 +9,7 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
+from corral.agents.ask.chain import AGENT
 from corral.agents.ask.planning import line_counts
 from corral.agents.ask.record import (
     AskResult,
@@ -28,7 +29,6 @@ from corral.inference.errors import InferenceError
 
 __all__ = ["ask_agent"]
 
-AGENT = "agent"
 
 
 def ask_agent(
