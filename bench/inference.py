@@ -2,7 +2,7 @@
 
 Figures, per model (SmolLM2-135M GGUF; random ~250M Llama-4-text and Qwen3-MoE configs):
 - prefill tok/s and decode tok/s after a context of N tokens (N = 2k, 8k), ours vs transformers;
-- llama.cpp (llama-cpp-python) on the same GGUF when it is installed (an optional extra; skipped if not);
+- llama.cpp (llama-cpp-python, the `llamacpp` extra) on the same GGUF when it is installed (skipped if not);
 - time to first token for a question after an 8k-token prefix: cold (empty cache) vs warm (the prefix
   cache read from disk by a *new process*);
 - measured read bandwidth and the decode roofline (bandwidth / weight bytes one decode step reads);
