@@ -1,6 +1,6 @@
 """Reading the corpus: hybrid search (dense + BM25, fused), order-preserving passages, whole documents."""
 
-from corral.agents.retrieval.fusion import reciprocal_rank_fusion
+from corral.agents.retrieval.fusion import reciprocal_rank_fusion, stable_fusion
 from corral.agents.retrieval.hybrid import HybridSearcher, KeywordSearch, Ranked, find_keyword_index
 from corral.agents.retrieval.passages import (
     HEADER_TOKENS,
@@ -29,5 +29,6 @@ __all__ = [
     "render",
     "scoped_documents",
     "scoped_tokens",
+    "stable_fusion",
     "whole_corpus",
 ]

@@ -1,6 +1,8 @@
 """Hybrid search: dense (the vector store) and lexical (the BM25 keyword index), fused by RRF.
 
 The dense list embeds the question as asked; the lexical list gets its content words (``keyword_query``).
+Asking for more hits (retrieve filling a large budget) appends hits: the fused head is ordered by the
+first ``fuse_depth`` ranks of each list only (``stable_fusion``).
 
 The keyword index is optional: ``find_keyword_index`` returns None where ``corral.core.index`` has none
 (or it cannot open), and search is then dense only; each result says which lists it came from.
@@ -17,7 +19,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from corral.agents.retrieval.fusion import reciprocal_rank_fusion
+from corral.agents.retrieval.fusion import stable_fusion
 from corral.agents.retrieval.query import keyword_query
 from corral.core.db import Chunk
 from corral.core.index import Hit, VectorStore
@@ -63,11 +65,12 @@ class HybridSearcher:
     """Dense + BM25 search over one corpus, returning SQL chunk rows in fused order."""
 
     def __init__(self, store: VectorStore, embedder: Embedder, keyword: KeywordSearch | None = None,
-                 *, pool: int = 4) -> None:
+                 *, pool: int = 4, fuse_depth: int = 32) -> None:
         self._store = store
         self._embedder = embedder
         self._keyword = keyword
         self._pool = pool  # each list fetches pool * k, so fusion has candidates from both
+        self._fuse_depth = fuse_depth  # the ranks of each list that order the fused head
 
     @property
     def hybrid(self) -> bool:
@@ -91,7 +94,7 @@ class HybridSearcher:
                 kw_hits = []
             keyword_ranks = {h.chunk_id: r for r, h in enumerate(kw_hits, start=1)}
             lists.append([h.chunk_id for h in kw_hits])
-        fused = (reciprocal_rank_fusion(lists) if self._keyword is not None
+        fused = (stable_fusion(lists, self._fuse_depth) if self._keyword is not None
                  else [(h.chunk_id, h.score) for h in dense_hits])
         rows = _rows(session, [cid for cid, _ in fused])
         out = [Ranked(rows[cid], score, dense.get(cid), keyword_ranks.get(cid), dense_ranks.get(cid))

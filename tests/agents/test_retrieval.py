@@ -9,6 +9,7 @@ from corral.agents.retrieval import (
     order_preserving,
     reciprocal_rank_fusion,
     scoped_documents,
+    stable_fusion,
     whole_corpus,
 )
 from corral.core.db import get_sessionmaker
@@ -24,6 +25,16 @@ def test_rrf_rewards_agreement_and_is_deterministic() -> None:
     assert [k for k, _ in fused] == ["a", "c", "b", "d"]
     assert reciprocal_rank_fusion([[], []]) == []
     assert [k for k, _ in reciprocal_rank_fusion([["x", "y"], ["y", "x"]])] == ["x", "y"]  # ties: first seen
+
+
+def test_deeper_lists_add_hits_after_the_fused_head_and_never_reorder_it() -> None:
+    dense = ["needle", "d1", "d2", "d3", "x", "y"]
+    keyword = ["k1", "k2", "k3", "k4", "x", "y"]  # BM25 misses the paraphrased needle
+    # Plain RRF over the deeper lists lets "x" and "y" (middling in both) overtake the needle.
+    assert [k for k, _ in reciprocal_rank_fusion([dense, keyword])][:2] == ["x", "y"]
+    head = [k for k, _ in stable_fusion([dense[:4], keyword[:4]], depth=4)]
+    fused = [k for k, _ in stable_fusion([dense, keyword], depth=4)]
+    assert fused[: len(head)] == head and head[0] == "needle" and fused[len(head):] == ["x", "y"]
 
 
 def files() -> dict[str, str]:
