@@ -41,17 +41,18 @@ def can_probe(backend: object) -> bool:
 
 def probe_prefix_cache(backend: object, messages: Sequence[Mapping[str, str]]) -> PrefixProbe | None:
     """How many leading tokens of ``messages``' prompt ``backend``'s prefix cache holds, or None when
-    the backend offers no prefix cache to ask. Looking blocks up also warms them into memory, which
-    the request that follows (if it stuffs) reuses."""
+    the backend offers no prefix cache to ask. The count reads no block from disk."""
     if not can_probe(backend):
         return None
     cache: Any = getattr(backend, "prefix_cache", None)
     render: Any = getattr(backend, "chat_template_ids", None)
     try:
         ids = [int(i) for i in render(messages)]
-        blocks = cache.lookup(ids)
         block = int(cache.block_size)
+        counter = getattr(cache, "cached_tokens", None)
+        # Counting needs no block read; ``lookup`` (older caches) loads every held block into memory.
+        held = int(counter(ids)) if callable(counter) else len(cache.lookup(ids)) * block
     except Exception as exc:  # a cache that cannot answer must not fail the question: it is a hint
         log.warning("could not ask the prefix cache: %s", exc)
         return None
-    return PrefixProbe(min(len(blocks) * block, len(ids)), len(ids), block)
+    return PrefixProbe(min(held, len(ids)), len(ids), block)

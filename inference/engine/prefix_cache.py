@@ -98,6 +98,19 @@ class PrefixCache:
             found.append(kv)
         return found
 
+    def cached_tokens(self, ids: Sequence[int]) -> int:
+        """How many leading tokens of ``ids`` (whole blocks) the cache holds, in memory or on disk, without
+        reading any block: a cheap probe for planning. A block whose file turns out unreadable is still
+        counted here; ``lookup`` drops it and the request prefills it."""
+        held = 0
+        for key in self.block_hashes(ids):
+            with self._lock:
+                present = key in self._mem
+            if not present and (self._dir is None or not self._path(key).exists()):
+                break
+            held += self.block_size
+        return held
+
     def _path(self, key: str) -> Path:
         assert self._dir is not None
         return self._dir / f"{key}.safetensors"

@@ -177,3 +177,18 @@ def test_unwritable_cache_dir_loses_entries_not_requests(
         cache.flush()
     assert "could not persist" in caplog.text
     assert len(cache.lookup([1, 2, 3, 4])) == 1  # still served from memory
+
+
+def test_counting_cached_tokens_reads_no_block(tmp_path: Path) -> None:
+    """Planning asks how much of a prompt is cached: memory and disk blocks count, in chain order, and
+    nothing is loaded into memory by asking."""
+    kv = torch.zeros(2, 2, 1, 4, 8)
+    cache = PrefixCache("c" * 64, block_size=4, disk_dir=tmp_path)
+    ids = list(range(14))  # three whole blocks and a partial one
+    cache.store(ids, [(0, kv.clone()), (1, kv.clone())])
+    cache.flush()
+    assert cache.cached_tokens(ids) == 8
+    cache.clear_memory()
+    assert cache.cached_tokens(ids) == 8 and cache.memory_used == 0  # on disk only, and not read
+    assert cache.cached_tokens([99, *ids[1:]]) == 0  # another first block: the chain breaks at once
+    assert PrefixCache("c" * 64, block_size=4).cached_tokens(ids) == 0  # no disk, nothing in memory
