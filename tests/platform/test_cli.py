@@ -87,3 +87,12 @@ def test_installed_command_reports_errors_without_a_traceback(
                        capture_output=True, text=True, timeout=120, env={**os.environ})
     assert r.returncode == 2
     assert "error: path does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_verbose_ask_shows_every_step_as_plain_text(corral_env: Path, mixed: Path) -> None:
+    """Steps carry tool arguments and lists (``[...]``): they print as text, not as console markup."""
+    runner.invoke(app, ["ingest", str(mixed), "--corpus", "mixed"])
+    result = runner.invoke(app, ["ask", "When does the office open?", "--corpus", "mixed", "--verbose"])
+    assert result.exit_code == exit_codes.OK, result.output
+    assert "step read:" in result.output and "step generate:" in result.output
+    assert "[dim]" not in result.output and "[/]" not in result.output

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from corral.agents.ask import AskResult, Strategy
 from corral.core.db import session_scope
@@ -60,7 +61,8 @@ def print_answer(r: AskResult, *, verbose: bool = False) -> None:
                           f"{'fits' if e['fits'] else 'does not fit'}, cost {e['cost']}[/]", highlight=False)
         for step in r.steps:
             detail = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "top"))
-            console.print(f"  [dim]step {step['step']}: {detail}[/]", highlight=False, markup=False)
+            # Step details hold tool arguments and lists: printed as plain text, never as markup.
+            console.print(Text(f"  step {step['step']}: {detail}", style="dim"), highlight=False)
     console.print(
         f"[dim]{r.model}: {r.prompt_tokens} prompt + {r.completion_tokens} answer tokens "
         f"(estimated {r.estimated_tokens} context) in {r.seconds:.1f}s · run {r.run_id}[/]",
