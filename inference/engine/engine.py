@@ -9,7 +9,6 @@ The one-token decode steps of concurrent requests are batched into one forward p
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +30,7 @@ from corral.inference.generation import (
     TokenConstraint,
 )
 from corral.inference.hf.chat_model import Generation
-from corral.inference.hf.textgen import Penalties, TextAssembler, check_sampling, sample_token
+from corral.inference.hf.textgen import check_sampling, decode_tokens
 
 __all__ = ["Engine"]
 
@@ -269,21 +268,29 @@ class Engine:
         cache: KVCache,
         budget: int,
     ) -> Iterator[StreamChunk]:
-        seed = params.seed if params.seed is not None else random.getrandbits(63)
-        generator = torch.Generator().manual_seed(seed)
-        text = TextAssembler(self._tok, params.stop)
-        eos = set(self.eos_token_ids)
-        penalties = Penalties.of(params, prompt, self.vocab_size)
         logits, _ = self._prefill(prompt, cache, stats)
         decode_started = time.perf_counter()
+        produced = 0
         try:
             with self.batcher.decoding():
-                yield from self._steps(
-                    logits, params, constraint, cache, budget, generator, text, eos, penalties, stats
-                )
+                for chunk in decode_tokens(
+                    logits, lambda new: self._step(new, cache), prompt_ids=prompt, params=params,
+                    constraint=constraint, tokenizer=self._tok, eos_ids=self.eos_token_ids,
+                    vocab_size=self.vocab_size, budget=budget,
+                ):
+                    produced += len(chunk.token_ids)
+                    yield chunk
         finally:
+            stats["produced"] = produced
             stats["decode_s"] = time.perf_counter() - decode_started
             self._record(len(prompt), stats)
+
+    def _step(self, new: list[int], cache: KVCache) -> torch.Tensor:
+        """Logits after feeding ``new``: forced tokens go in as one mini-prefill; a sampled token is a
+        one-token step, batched with the steps of other requests decoding at the same time."""
+        if len(new) == 1:
+            return self.batcher.step(new[0], cache)[0]
+        return self.model.forward(torch.tensor([new], dtype=torch.long), cache, cache.length)[0]
 
     def _record(self, prompt_tokens: int, stats: dict[str, Any]) -> None:
         with self._totals_lock:
@@ -294,66 +301,6 @@ class Engine:
             # The first token comes out of the prefill; decode throughput counts the steps after it.
             t["decoded"] += max(int(stats.get("produced", 0)) - 1, 0)
             t["decode_s"] += float(stats.get("decode_s", 0.0))
-
-    def _steps(
-        self,
-        logits: torch.Tensor,
-        params: SamplingParams,
-        constraint: TokenConstraint | None,
-        cache: KVCache,
-        budget: int,
-        generator: torch.Generator,
-        text: TextAssembler,
-        eos: set[int],
-        penalties: Penalties | None,
-        stats: dict[str, Any],
-    ) -> Iterator[StreamChunk]:
-        produced = 0
-        try:
-            while True:
-                new: list[int] = []
-                finish: FinishReason | None = None
-                if constraint is not None and constraint.is_finished():
-                    finish = "stop"
-                elif constraint is not None and (forced := constraint.forced()):
-                    new = forced[: budget - produced]
-                    constraint.advance(new)
-                else:
-                    allowed = constraint.allowed_mask(self.vocab_size) if constraint is not None else None
-                    if allowed is not None and not bool(allowed.any()):
-                        finish = "constraint"
-                    else:
-                        scores = penalties.apply(logits) if penalties is not None else logits
-                        token = sample_token(scores, params, generator, allowed)
-                        if constraint is not None:
-                            constraint.advance([token])
-                        if token in eos:
-                            finish = "stop"
-                        else:
-                            new = [token]
-                produced += len(new)
-                if penalties is not None:
-                    penalties.add(new)
-                piece = text.push(new)
-                if finish is None:
-                    if text.stopped:
-                        finish = "stop"
-                    elif produced >= budget:
-                        finish = "length"
-                    elif constraint is not None and constraint.is_finished():
-                        finish = "stop"
-                if finish is not None:
-                    yield StreamChunk(new, piece + text.finish(), finish)
-                    return
-                yield StreamChunk(new, piece)
-                # Forced tokens go in as one mini-prefill; a sampled token is a one-token step, batched
-                # with the steps of other requests decoding at the same time.
-                if len(new) == 1:
-                    logits = self.batcher.step(new[0], cache)[0]
-                else:
-                    logits = self.model.forward(torch.tensor([new], dtype=torch.long), cache, cache.length)[0]
-        finally:
-            stats["produced"] = produced
 
 
 def as_text_engine(engine: Engine) -> TextEngine:

@@ -12,6 +12,7 @@ from corral.inference.engine.engine import Engine
 from corral.inference.engine.loading import load_hf_model, model_fingerprint, transformer_from_hf
 from corral.inference.engine.prefix_cache import PrefixCache
 from corral.inference.errors import InferenceError
+from corral.inference.hf.chat_model import eos_ids
 
 __all__ = ["auto_dtype", "engine_from_hf", "load_engine"]
 
@@ -104,7 +105,7 @@ def engine_from_hf(
     if pack is None:
         pack = torch_dtype == torch.bfloat16 and _can_pack_bf16()
     transformer = transformer_from_hf(hf_model, torch_dtype, int8=int8, pack=pack and not int8)
-    eos = _eos_ids(tokenizer, hf_model)
+    eos = eos_ids(tokenizer, hf_model)
     trained = transformer.spec.max_position_embeddings
     window = min(context_window or trained, trained)
     if window < 2:
@@ -137,16 +138,3 @@ def _can_pack_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
-    """End-of-turn ids: the tokenizer's EOS first, then any the generation config adds."""
-    ids: list[int] = []
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (tokenizer.eos_token_id, configured):
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None and int(item) not in ids:
-                ids.append(int(item))
-    if not ids:
-        raise InferenceError("the model declares no end-of-sequence token")
-    return ids

@@ -11,7 +11,6 @@ the OpenAI-compatible server and the embedded engine's parity tests run against.
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,9 +27,9 @@ from corral.inference.generation import (
     TextEngine,
     TokenConstraint,
 )
-from corral.inference.hf.textgen import Penalties, TextAssembler, check_sampling, sample_token
+from corral.inference.hf.textgen import check_sampling, decode_tokens
 
-__all__ = ["Generation", "HFChatModel"]
+__all__ = ["Generation", "HFChatModel", "eos_ids"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,7 @@ class HFChatModel:
         self.model_id = self.name
         trained = int(getattr(self._model.config, "max_position_embeddings", 2048))
         self.context_window = min(context_window or trained, trained)
-        self.eos_token_ids = _eos_ids(self._tok, self._model)
+        self.eos_token_ids = eos_ids(self._tok, self._model)
 
     @property
     def tokenizer(self) -> Any:
@@ -180,53 +179,18 @@ class HFChatModel:
     def _decode(
         self, prompt: list[int], params: SamplingParams, constraint: TokenConstraint | None
     ) -> Iterator[StreamChunk]:
-        torch = self._torch
-        generator = torch.Generator().manual_seed(
-            params.seed if params.seed is not None else random.getrandbits(63)
-        )
-        text = TextAssembler(self._tok, params.stop)
-        eos = set(self.eos_token_ids)
-        penalties = Penalties.of(params, prompt, int(self._model.config.vocab_size))
-        produced = 0
         logits, cache = self._forward(prompt, None)
-        while True:
-            new: list[int] = []
-            finish: FinishReason | None = None
-            if constraint is not None and constraint.is_finished():
-                finish = "stop"
-            elif constraint is not None and (forced := constraint.forced()):
-                # Tokens the grammar forces are fed as a mini-prefill, without sampling.
-                new = forced[: params.max_tokens - produced]
-                constraint.advance(new)
-            else:
-                allowed = constraint.allowed_mask(int(logits.shape[-1])) if constraint else None
-                if allowed is not None and not bool(allowed.any()):
-                    finish = "constraint"
-                else:
-                    scores = penalties.apply(logits) if penalties is not None else logits
-                    token = sample_token(scores, params, generator, allowed)
-                    if constraint is not None:
-                        constraint.advance([token])
-                    if token in eos:
-                        finish = "stop"
-                    else:
-                        new = [token]
-            produced += len(new)
-            if penalties is not None:
-                penalties.add(new)
-            piece = text.push(new)
-            if finish is None:
-                if text.stopped:
-                    finish = "stop"
-                elif produced >= params.max_tokens:
-                    finish = "length"
-                elif constraint is not None and constraint.is_finished():
-                    finish = "stop"
-            if finish is not None:
-                yield StreamChunk(new, piece + text.finish(), finish)
-                return
-            yield StreamChunk(new, piece)
-            logits, cache = self._forward(new, cache)
+
+        def step(new: list[int]) -> Any:
+            nonlocal cache
+            # Tokens the grammar forces arrive together and go in as one mini-prefill.
+            next_logits, cache = self._forward(new, cache)
+            return next_logits
+
+        yield from decode_tokens(
+            logits, step, prompt_ids=prompt, params=params, constraint=constraint, tokenizer=self._tok,
+            eos_ids=self.eos_token_ids, vocab_size=int(logits.shape[-1]), budget=params.max_tokens,
+        )
 
     def chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int) -> Generation:
         started = time.perf_counter()
@@ -236,7 +200,7 @@ class HFChatModel:
         return Generation(text, len(prompt), len(new), time.perf_counter() - started, reason)
 
 
-def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
+def eos_ids(tokenizer: Any, model: Any) -> list[int]:
     """End-of-turn ids: the tokenizer's EOS first, then any the generation config adds."""
     ids: list[int] = []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

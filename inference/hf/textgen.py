@@ -1,4 +1,5 @@
-"""Pieces of a decode loop every backend needs: sampling, and text out of token ids with stop strings.
+"""The decode loop every backend shares (``decode_tokens``) and its pieces: sampling, penalties, and text
+out of token ids with stop strings.
 
 ``TextAssembler`` turns ids into text incrementally (holding back an incomplete UTF-8 sequence, and any
 tail that could still grow into a stop string) so a stream never emits text it must take back.
@@ -6,13 +7,14 @@ tail that could still grow into a stop string) so a stream never emits text it m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from corral.inference.errors import InferenceError
-from corral.inference.generation import SamplingParams
+from corral.inference.generation import FinishReason, SamplingParams, StreamChunk, TokenConstraint
 
-__all__ = ["Penalties", "TextAssembler", "check_sampling", "sample_token"]
+__all__ = ["Penalties", "TextAssembler", "check_sampling", "decode_tokens", "sample_token"]
 
 
 def sample_token(logits: Any, params: SamplingParams, generator: Any, allowed: Any = None) -> int:
@@ -143,3 +145,68 @@ class TextAssembler:
         out = self._text[self._emitted : end]
         self._emitted = max(self._emitted, end)
         return out
+
+
+def decode_tokens(
+    logits: Any,
+    step: Callable[[list[int]], Any],
+    *,
+    prompt_ids: Sequence[int],
+    params: SamplingParams,
+    constraint: TokenConstraint | None,
+    tokenizer: Any,
+    eos_ids: Sequence[int],
+    vocab_size: int,
+    budget: int,
+) -> Iterator[StreamChunk]:
+    """Chunks of new tokens from the prompt's last ``logits [V]`` on; the last chunk carries the
+    ``finish_reason``. ``step(new_ids)`` feeds tokens to the model and returns the next logits ``[V]``.
+
+    Per turn: a finished constraint stops; tokens the constraint forces are taken without sampling (the
+    backend feeds them as one mini-prefill); otherwise one token is sampled under the constraint's mask
+    and the penalties. Generation ends at an end-of-turn id, a stop string, or ``budget`` tokens."""
+    import torch
+
+    seed = params.seed if params.seed is not None else random.getrandbits(63)
+    generator = torch.Generator().manual_seed(seed)
+    text = TextAssembler(tokenizer, params.stop)
+    eos = set(eos_ids)
+    penalties = Penalties.of(params, prompt_ids, vocab_size)
+    produced = 0
+    while True:
+        new: list[int] = []
+        finish: FinishReason | None = None
+        if constraint is not None and constraint.is_finished():
+            finish = "stop"
+        elif constraint is not None and (forced := constraint.forced()):
+            new = forced[: budget - produced]
+            constraint.advance(new)
+        else:
+            allowed = constraint.allowed_mask(vocab_size) if constraint is not None else None
+            if allowed is not None and not bool(allowed.any()):
+                finish = "constraint"
+            else:
+                scores = penalties.apply(logits) if penalties is not None else logits
+                token = sample_token(scores, params, generator, allowed)
+                if constraint is not None:
+                    constraint.advance([token])
+                if token in eos:
+                    finish = "stop"
+                else:
+                    new = [token]
+        produced += len(new)
+        if penalties is not None:
+            penalties.add(new)
+        piece = text.push(new)
+        if finish is None:
+            if text.stopped:
+                finish = "stop"
+            elif produced >= budget:
+                finish = "length"
+            elif constraint is not None and constraint.is_finished():
+                finish = "stop"
+        if finish is not None:
+            yield StreamChunk(new, piece + text.finish(), finish)
+            return
+        yield StreamChunk(new, piece)
+        logits = step(new)
