@@ -27,8 +27,8 @@ from corral.inference.errors import InferenceError
 from corral.inference.hf import HFChatModel
 from corral.ingestion.embedding import get_embedder
 
-# Ingesting in this process is the pipeline's own configured entry point; the name says where it runs.
-from corral.ingestion.pipeline import ingest_configured as ingest_in_process
+# Ingestion's one entry, run in the calling thread; the name says where it runs.
+from corral.ingestion.ingest import ingest_now as ingest_in_process
 
 __all__ = [
     "answer", "ask_options", "get_agent_chat", "get_answer_model", "get_chat_model", "get_searcher",

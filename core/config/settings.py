@@ -64,9 +64,9 @@ class Settings(BaseSettings):
     chroma_host: str | None = None
     chroma_port: int = 8000
 
-    # Celery queue names, overridable so that several deployments (or test runs) can share a broker.
+    # The Celery queue ingest tasks go to, overridable so that several deployments (or test runs)
+    # can share a broker.
     ingest_queue: str = "ingest"
-    agent_queue: str = "agent"
 
     # Models. Defaults point inside the packages that carry the weights; nothing is downloaded.
     embedding_model_path: Path | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from corral.core.db import Job, JobKind, JobState
@@ -23,6 +23,7 @@ from corral.core.errors import ConflictError, NotFoundError
 __all__ = [
     "ItemState",
     "StaleJobs",
+    "claim_job",
     "create_job",
     "finish_job",
     "get_job",
@@ -90,10 +91,26 @@ def start_job(session: Session, job: Job, total: int = 0) -> None:
     job.total = total
 
 
-def heartbeat(session: Session, job: Job, done: int | None = None) -> None:
-    if done is not None:
-        job.done = done
-    job.heartbeat_at = _now()
+def claim_job(session: Session, job_id: str) -> bool:
+    """Mark ``job_id`` running with a fresh heartbeat before any slow setup (loading models), so
+    that the watchdog does not take a job being started for a lost one. ``False`` when the job is
+    finished or cancel-requested (whoever runs it then finishes or leaves it)."""
+    now = _now()
+    claimed = session.execute(
+        update(Job).where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]),
+                          Job.cancel_requested.is_(False))
+        .values(state=JobState.RUNNING, heartbeat_at=now, started_at=func.coalesce(Job.started_at, now))
+    )
+    return bool(getattr(claimed, "rowcount", 0))
+
+
+def heartbeat(session: Session, job_id: str) -> bool:
+    """Refresh a running job's heartbeat: the sign of life :func:`reap_stale_jobs` looks for.
+    ``False`` when the job is not running (finished meanwhile: nothing to keep alive)."""
+    beat = session.execute(
+        update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(heartbeat_at=_now())
+    )
+    return bool(getattr(beat, "rowcount", 0))
 
 
 def finish_job(

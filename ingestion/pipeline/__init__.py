@@ -1,5 +1,6 @@
 """The indexing pipeline: plan a job → index its batches (read, parse, chunk, count, embed, write) →
-finish it; incremental by content hash, idempotent by chunk id, in-process or fanned out."""
+finish it; incremental by content hash, idempotent by chunk id, in-process or fanned out.
+Jobs are recorded by :func:`corral.ingestion.ingest.submit_ingest`, the one way in."""
 
 from corral.ingestion.pipeline.batch import (
     MAX_ITEM_ATTEMPTS,
@@ -8,7 +9,7 @@ from corral.ingestion.pipeline.batch import (
     fail_batch,
     index_batch,
 )
-from corral.ingestion.pipeline.configured import configured_services, ingest_configured, job_params
+from corral.ingestion.pipeline.configured import configured_services, run_batch, run_job
 from corral.ingestion.pipeline.finish import finish_if_done
 from corral.ingestion.pipeline.jobs import Dispatch, fail_job, run_ingest_job
 from corral.ingestion.pipeline.plan import plan_job
@@ -35,8 +36,8 @@ __all__ = [
     "fail_job",
     "finish_if_done",
     "index_batch",
-    "ingest_configured",
-    "job_params",
     "plan_job",
+    "run_batch",
     "run_ingest_job",
+    "run_job",
 ]

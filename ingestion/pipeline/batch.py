@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -29,13 +28,13 @@ from corral.core.db import Chunk, Document, DocumentStatus
 from corral.core.db.models import Job, JobItem
 from corral.core.index import IndexedChunk
 from corral.core.services import ItemState, get_job, item_counts
+from corral.core.services.jobs import heartbeat
 from corral.ingestion.chunking import Span, chunk_document
 from corral.ingestion.embedding import EmbedStats, content_hash, embed_deduplicated
 from corral.ingestion.parsing.read import ParsedDocument, Rejected, parse_document
-from corral.ingestion.pipeline.heartbeat import keep_alive
 from corral.ingestion.pipeline.services import IngestServices
-from corral.ingestion.pipeline.source import open_job_source
 from corral.ingestion.sources.base import DocumentTooLargeError, SourceDocument, SourceProblem
+from corral.ingestion.sources.spec import open_spec, spec_from_params
 
 __all__ = ["MAX_ITEM_ATTEMPTS", "BatchResult", "chunk_id", "fail_batch", "index_batch"]
 
@@ -104,27 +103,27 @@ def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResul
     if not paths:
         return BatchResult()
     source_id = params.get("source_id")
-    with keep_alive(sf, job_id, services.heartbeat_seconds):
-        source = open_job_source(params, refresh=False)
+    source = open_spec(spec_from_params(params), refresh=False)
+    with sf.begin() as session:
+        known_docs = {
+            d.path: (d.status, d.content_hash)
+            for d in session.scalars(select(Document).where(
+                Document.corpus_id == corpus_id, Document.path.in_(paths)))
+        }
+    if not retrying:
+        outcomes = [_read_one(services, source.open_document(p), known_docs.get(p)) for p in paths]
+        return _write(services, job_id, batch, corpus_id, source_id, outcomes)
+    total = BatchResult(last_path=paths[-1] if paths else "")
+    for path in paths:
         with sf.begin() as session:
-            known_docs = {
-                d.path: (d.status, d.content_hash)
-                for d in session.scalars(select(Document).where(
-                    Document.corpus_id == corpus_id, Document.path.in_(paths)))
-            }
-        if not retrying:
-            outcomes = [_read_one(services, source.open_document(p), known_docs.get(p)) for p in paths]
-            return _write(services, job_id, batch, corpus_id, source_id, outcomes)
-        total = BatchResult(last_path=paths[-1] if paths else "")
-        for path in paths:
-            with sf.begin() as session:
-                _count_attempt(session, job_id, batch, [path])
-            one = _write(services, job_id, batch, corpus_id, source_id,
-                         [_read_one(services, source.open_document(path), known_docs.get(path))])
-            total.documents += one.documents
-            total.chunks += one.chunks
-            total.failed += one.failed
-        return total
+            _count_attempt(session, job_id, batch, [path])
+        one = _write(services, job_id, batch, corpus_id, source_id,
+                     [_read_one(services, source.open_document(path), known_docs.get(path))])
+        total.documents += one.documents
+        total.chunks += one.chunks
+        total.failed += one.failed
+        total.embed.embedded += one.embed.embedded
+    return total
 
 
 def _count_attempt(session: Session, job_id: str, batch: int, paths: list[str]) -> None:
@@ -263,7 +262,7 @@ def _write(
                             .values(state=state, error=error))
         result.chunks = len(records)
         result.failed = sum(o.state == ItemState.FAILED for o in outcomes)
-        _update_counters(session, job_id)
+        _update_counters(session, job_id, embedded=result.embed.embedded)
     return result
 
 
@@ -294,15 +293,22 @@ def _fill_rejected(doc: Document, o: _Outcome) -> None:
     doc.error = o.error
 
 
-def _update_counters(session: Session, job_id: str) -> None:
-    """Recount the job's progress from its items (idempotent, unlike increments) and beat."""
+def _update_counters(session: Session, job_id: str, embedded: int = 0) -> None:
+    """Recount the job's progress from its items (idempotent, unlike increments) and beat.
+
+    ``embedded`` (texts the model ran on) is the one count items cannot give back; it is added in
+    the transaction that finishes those items, which are never redone, so a re-run adds nothing.
+    The row lock keeps two batches finishing together from losing an addition.
+    """
     counts = item_counts(session, job_id)
-    job = session.get_one(Job, job_id)
+    job = get_job(session, job_id, for_update=True) if embedded else session.get_one(Job, job_id)
     job.done = sum(n for state, n in counts.items() if state not in (ItemState.PENDING,
                                                                       ItemState.REMOVED))
     job.failed = counts.get(ItemState.FAILED, 0)
     job.skipped = counts.get(ItemState.SKIPPED, 0)
-    job.heartbeat_at = datetime.now(UTC)
+    if embedded:
+        job.params = {**job.params, "embedded": int(job.params.get("embedded", 0)) + embedded}
+    heartbeat(session, job_id)
 
 
 def _mark(session: Session, job_id: str, batch: int, paths: list[str], state: str,

@@ -1,25 +1,31 @@
-"""The pipeline wired to the configured services: what the CLI, the API and the worker all run."""
+"""The pipeline wired to the configured services: what the worker's tasks and in-process runs call.
+
+:func:`run_job` and :func:`run_batch` are the whole of a job's life wherever it runs — a Celery
+worker, the embedded server's job thread or the CLI's own process: claim the job, keep its heartbeat
+alive, do the work.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
 from corral.core.config import get_settings
-from corral.core.db import JobKind, JobState, SourceKind, get_sessionmaker
-from corral.core.errors import CorralError, IngestError, InvalidInputError
+from corral.core.db import JobState, get_sessionmaker
 from corral.core.index import get_keyword_index, get_vector_store
-from corral.core.services import create_job, get_job, get_or_create_corpus
+from corral.core.services.jobs import claim_job
 from corral.ingestion.embedding import get_embedder
-from corral.ingestion.pipeline.jobs import run_ingest_job
-from corral.ingestion.pipeline.report import IngestReport, ProgressCallback
+from corral.ingestion.pipeline.batch import index_batch
+from corral.ingestion.pipeline.finish import finish_if_done
+from corral.ingestion.pipeline.heartbeat import keep_alive
+from corral.ingestion.pipeline.jobs import Dispatch, run_ingest_job
+from corral.ingestion.pipeline.report import ProgressCallback
 from corral.ingestion.pipeline.services import IngestServices
-from corral.ingestion.pipeline.source import source_params
-from corral.ingestion.sources import parse_git_uri
 from corral.ingestion.tokens import get_token_counter
 
-__all__ = ["configured_services", "ingest_configured", "job_params"]
+__all__ = ["configured_services", "heartbeat_seconds", "run_batch", "run_job"]
+
+
+def heartbeat_seconds() -> float:
+    """How often a running job beats: four times per ``CORRAL_JOB_STALE_SECONDS``."""
+    return max(0.5, get_settings().job_stale_seconds / 4)
 
 
 def configured_services() -> IngestServices:
@@ -34,39 +40,25 @@ def configured_services() -> IngestServices:
         max_file_bytes=settings.max_file_bytes,
         chunk_chars=settings.chunk_chars,
         batch_size=settings.ingest_batch_size,
-        heartbeat_seconds=max(0.5, settings.job_stale_seconds / 4),
     )
 
 
-def job_params(corpus: str, path: Path | str, kind: SourceKind | str = SourceKind.PATH,
-               options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The parameters an ingest job records for a source. Checked: a path must exist, a git URL
-    must have an allowed scheme; nothing is cloned or listed yet."""
-    params: dict[str, Any] = {"corpus": corpus, **source_params(kind, str(path), options)}
-    if params["kind"] == SourceKind.GIT.value:
-        settings = get_settings()
-        parse_git_uri(params["uri"], settings.ingest_allowed_roots,
-                      development=settings.environment == "development")
-    elif not Path(params["uri"]).exists():
-        raise InvalidInputError(f"path does not exist: {params['uri']}")
-    return params
+def run_job(
+    job_id: str, *, dispatch: Dispatch | None = None, progress: ProgressCallback | None = None,
+) -> JobState:
+    """Claim ``job_id``, then run it (:func:`run_ingest_job`) with its heartbeat kept alive from
+    the first moment: loading the models takes seconds on a fresh process."""
+    sf = get_sessionmaker()
+    with sf.begin() as session:
+        claim_job(session, job_id)
+    with keep_alive(sf, job_id, heartbeat_seconds()):
+        return run_ingest_job(configured_services(), job_id, dispatch=dispatch, progress=progress)
 
 
-def ingest_configured(
-    corpus: str, path: Path | str, progress: ProgressCallback | None = None, *,
-    kind: SourceKind | str = SourceKind.PATH, options: Mapping[str, Any] | None = None,
-) -> IngestReport:
-    """Index a source (by default the folder or file ``path``) into ``corpus`` here and now, as a job
-    recorded like any other."""
-    params = job_params(corpus, path, kind, options)
-    services = configured_services()
-    with services.session_factory.begin() as session:
-        corpus_row = get_or_create_corpus(session, corpus)
-        job_id = create_job(session, JobKind.INGEST, corpus_row.id, params).id
-    state = run_ingest_job(services, job_id, progress=progress)
-    with services.session_factory() as session:
-        job = get_job(session, job_id)
-        if state is not JobState.SUCCEEDED or job.result is None:
-            raise (IngestError if state is JobState.FAILED else CorralError)(
-                f"ingest job {job_id} {state.value}: {job.error}")
-        return IngestReport.from_dict(job.result)
+def run_batch(job_id: str, batch: int) -> JobState | None:
+    """Index one batch of ``job_id`` with its heartbeat kept alive, and finish the job if it was
+    the last; the job's final state, or ``None`` while batches remain."""
+    with keep_alive(get_sessionmaker(), job_id, heartbeat_seconds()):
+        services = configured_services()
+        index_batch(services, job_id, batch)
+        return finish_if_done(services, job_id)

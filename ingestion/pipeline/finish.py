@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.core.db import Chunk, Corpus, Document, DocumentStatus, Job, JobState
+from corral.core.db import Chunk, Corpus, Document, DocumentStatus, Job, JobState, Source
 from corral.core.db.models import JobItem
 from corral.core.services import ItemState, finish_job, get_job, item_counts
 from corral.ingestion.pipeline.report import FileOutcome, IngestReport
@@ -39,8 +39,11 @@ def refresh_corpus_totals(session: Session, corpus_id: int) -> tuple[int, int]:
 def build_report(session: Session, job: Job) -> IngestReport:
     """The job's report from its items and the documents they indexed."""
     corpus = session.get(Corpus, job.corpus_id) if job.corpus_id is not None else None
-    report = IngestReport(corpus=corpus.name if corpus else "", root=str(job.params.get("path", "")),
-                          job_id=job.id)
+    source_id = job.params.get("source_id")
+    source = session.get(Source, source_id) if isinstance(source_id, int) else None
+    # The Source row's uri, not the job's: a git URL's password is redacted there.
+    report = IngestReport(corpus=corpus.name if corpus else "", root=source.uri if source else "",
+                          job_id=job.id, embedded=int(job.params.get("embedded", 0)))
     counts = item_counts(session, job.id)
     report.indexed = counts.get(ItemState.INDEXED, 0)
     report.unchanged = counts.get(ItemState.UNCHANGED, 0)

@@ -17,7 +17,7 @@ from corral.ingestion.pipeline.finish import finish_if_done
 from corral.ingestion.pipeline.plan import plan_job
 from corral.ingestion.pipeline.report import IngestProgress, ProgressCallback
 from corral.ingestion.pipeline.services import IngestServices
-from corral.ingestion.pipeline.source import open_job_source
+from corral.ingestion.sources.spec import open_spec, spec_from_params
 
 __all__ = ["Dispatch", "fail_job", "run_ingest_job"]
 
@@ -34,6 +34,7 @@ def run_ingest_job(
     progress: ProgressCallback | None = None,
 ) -> JobState:
     """Run ``job_id``: plan it, then index every pending batch — here, or via ``dispatch``.
+    (:func:`~corral.ingestion.pipeline.configured.run_job` is this with the claim and heartbeat.)
 
     Returns the job's state afterwards: final when run here; ``running`` when batches were handed
     out (the last batch to finish finishes the job). A job already finished is left alone, so a
@@ -49,7 +50,7 @@ def run_ingest_job(
             return JobState.CANCELLED
         params = dict(job.params)
     try:
-        batches = plan_job(services, job_id, open_job_source(params))
+        batches = plan_job(services, job_id, open_spec(spec_from_params(params)))
     except CorralError as exc:
         fail_job(services, job_id, str(exc))
         return JobState.FAILED

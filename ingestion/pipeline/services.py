@@ -23,4 +23,3 @@ class IngestServices:
     max_file_bytes: int
     chunk_chars: int
     batch_size: int = 32
-    heartbeat_seconds: float = 10.0

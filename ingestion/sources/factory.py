@@ -32,8 +32,8 @@ def open_source(
 ) -> Source:
     """The source of ``kind`` at ``uri``, configured from the settings.
 
-    * ``path``: a folder or file on this machine. The allowed-roots check for paths sent over the
-      API is the API's (``check_ingest_path``); the CLI may read what its user can.
+    * ``path``: a folder or file on this machine; a ``.zip`` file is an archive, extracted safely
+      (the ingest policy was checked before the job was recorded: ``spec.check_spec``).
     * ``git``: a local repository or a clone URL (see :mod:`corral.ingestion.sources.git`);
       option ``branch``. ``refresh=False`` reuses an existing clone without fetching: workers
       re-opening documents by path see the commit the job listed.
@@ -52,8 +52,15 @@ def open_source(
     if unknown:
         raise InvalidInputError(f"unknown option(s) for a {source_kind.value} source: {', '.join(unknown)}")
     settings = get_settings()
+    limits = ArchiveLimits(
+        max_file_bytes=settings.max_file_bytes, max_total_bytes=settings.archive_max_total_bytes,
+        max_files=settings.archive_max_files, max_ratio=settings.archive_max_ratio,
+    )
     if source_kind is SourceKind.PATH:
-        return FolderSource(Path(uri))
+        local = Path(uri)
+        if local.is_file() and local.suffix.lower() == ".zip":
+            return ArchiveSource(local, cache_dir=settings.cache_dir, limits=limits, name=local.name)
+        return FolderSource(local)
     if source_kind is SourceKind.GIT:
         branch = opts.get("branch")
         if branch is not None and not isinstance(branch, str):
@@ -66,8 +73,4 @@ def open_source(
     name = opts.get("name")
     if name is not None and not isinstance(name, str):
         raise InvalidInputError("option 'name' must be a string")
-    limits = ArchiveLimits(
-        max_file_bytes=settings.max_file_bytes, max_total_bytes=settings.archive_max_total_bytes,
-        max_files=settings.archive_max_files, max_ratio=settings.archive_max_ratio,
-    )
     return ArchiveSource(Path(uri), cache_dir=settings.cache_dir, limits=limits, name=name)

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from corral.core.db import DocumentStatus, SourceKind
 from corral.core.errors import InvalidInputError
 from corral.ingestion.sources.base import SourceDescription, SourceDocument, SourceItem, SourceProblem
-from corral.ingestion.sources.walk import FoundFile, Unreadable, link_problem, walk
+from corral.ingestion.sources.walk import FoundFile, Unreadable, ignored_folder, link_problem, walk
 
 __all__ = ["MAX_PATH", "FolderSource", "batched", "document_at"]
 
@@ -18,8 +18,9 @@ MAX_PATH = 2048  # the width of Document.path
 class FolderSource:
     """Every file under ``root`` (or ``root`` itself), paths starting with the root's own name.
 
-    VCS, cache and dependency folders are ignored; symlinks are followed only inside the root and
-    reported as problems when they leave it or loop.
+    VCS, cache and dependency folders anywhere, and build output at the root, are skipped and
+    reported with the reason (:func:`~corral.ingestion.sources.walk.ignored_folder`); symlinks are
+    followed only inside the root and reported as problems when they leave it or loop.
     """
 
     def __init__(self, root: Path) -> None:
@@ -38,7 +39,7 @@ class FolderSource:
         return batched((_item(found) for found in walk(self.root)), batch_size)
 
     def open_document(self, path: str) -> SourceItem:
-        return document_at(self.root, path)
+        return document_at(self.root, path, folders_ignored=True)
 
 
 def _item(found: FoundFile | Unreadable) -> SourceItem:
@@ -50,9 +51,11 @@ def _item(found: FoundFile | Unreadable) -> SourceItem:
     return SourceProblem(found.rel, found.reason)
 
 
-def document_at(root: Path, path: str, prefix: str | None = None) -> SourceItem:
+def document_at(root: Path, path: str, prefix: str | None = None, *,
+                folders_ignored: bool = False) -> SourceItem:
     """The document ``path`` (``<prefix>/...``, prefix defaulting to the root's name) under ``root``,
-    refusing anything that escapes it.
+    refusing anything that escapes it; with ``folders_ignored``, what lies in a folder the walk
+    skips is the problem the walk reported.
 
     Shared by the sources whose documents are files under one root (folder, git checkout, extracted
     archive): a path from a task message is re-checked, never trusted.
@@ -65,9 +68,16 @@ def document_at(root: Path, path: str, prefix: str | None = None) -> SourceItem:
     local = root.joinpath(*parts[1:])
     real_root = root.resolve()
     folder = root
-    for part in parts[1:-1]:  # the walk never enters a symlinked folder, so neither do we
+    # The walk never enters an ignored or symlinked folder, so neither do we; an ignored folder
+    # itself is the item the walk reported.
+    for depth, part in enumerate(parts[1:]):
         folder = folder / part
-        if folder.is_symlink():
+        if depth == len(parts) - 2 and not folder.is_dir():
+            break
+        ignored = ignored_folder(part, at_root=depth == 0) if folders_ignored else None
+        if ignored is not None:
+            return SourceProblem(path, ignored)
+        if depth < len(parts) - 2 and folder.is_symlink():
             return SourceProblem(path, "symlinked folder is not followed")
     if local.is_symlink():
         problem = link_problem(local, real_root, {real_root})

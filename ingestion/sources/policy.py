@@ -1,4 +1,8 @@
-"""Which local paths a source may read: the same rule as the job API's ``check_ingest_path``."""
+"""The ingest policy: which local paths may be read, whoever asks (CLI, API, dashboard, Slack).
+
+Checked once when a job is submitted (:func:`~corral.ingestion.sources.spec.check_spec`), and by git
+sources for a local repository or ``file://`` URL.
+"""
 
 from __future__ import annotations
 

@@ -7,12 +7,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# Folders that are never content: VCS metadata, caches, virtual environments, dependencies.
-IGNORED_DIRS = frozenset({
-    ".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox",
-    ".nox", ".venv", "venv", "node_modules", ".idea", ".vscode", ".eggs", "dist", "build",
-    ".corral", ".cache",
-})
+# Folders skipped wherever they are: tools own these names, no package shares them. Hidden folders
+# (a leading dot) are skipped too, except those below.
+_ANYWHERE = {
+    "__pycache__": "bytecode cache is not indexed",
+    "node_modules": "installed dependencies are not indexed",
+    ".git": "version-control metadata is not indexed",
+    ".hg": "version-control metadata is not indexed",
+    ".svn": "version-control metadata is not indexed",
+    ".venv": "virtual environment is not indexed",
+}
+_HIDDEN_READ = frozenset({".github"})
+# Folders skipped only directly under the source root, where these names are build output and
+# environments by convention; deeper down they are as likely packages (pip's ``operations/build``,
+# the standard library's ``venv``) and are read.
+_AT_ROOT = {"build": "build output", "dist": "build output", "venv": "virtual environment"}
+
+
+def ignored_folder(name: str, *, at_root: bool) -> str | None:
+    """Why the folder ``name`` is not read (``at_root``: directly under the source root), or
+    ``None`` when it is. The reason is what the report shows against the folder's path."""
+    if name in _ANYWHERE:
+        return _ANYWHERE[name]
+    if name.startswith(".") and name not in _HIDDEN_READ:
+        return "hidden folder is not indexed"
+    if at_root and name in _AT_ROOT:
+        return f"{_AT_ROOT[name]} at the source root is not indexed (a deeper {name}/ is read)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +52,8 @@ def walk(root: Path) -> Iterator[FoundFile | Unreadable]:
     """Files under ``root`` (or ``root`` itself) in sorted order.
 
     Symlinks are followed only when they resolve inside ``root``; links that leave the root or
-    loop back are reported as :class:`Unreadable` with the reason, never read.
+    loop back are reported as :class:`Unreadable` with the reason, never read. So is every folder
+    skipped by :func:`ignored_folder`: nothing is left out without a word.
     """
     root = root.absolute()
     real_root = root.resolve()
@@ -44,12 +66,14 @@ def walk(root: Path) -> Iterator[FoundFile | Unreadable]:
         current = Path(dirpath)
         keep = []
         for name in sorted(dirnames):
-            if name in IGNORED_DIRS or (name.startswith(".") and name not in (".github",)):
-                continue
             sub = current / name
+            rel = sub.relative_to(base).as_posix()
+            ignored = ignored_folder(name, at_root=current == root)
+            if ignored is not None:
+                yield Unreadable(rel, ignored)
+                continue
             if sub.is_symlink():
                 problem = link_problem(sub, real_root, seen_dirs)
-                rel = sub.relative_to(base).as_posix()
                 yield Unreadable(rel, problem or "symlinked folder is not followed")
                 continue
             keep.append(name)

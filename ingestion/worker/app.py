@@ -25,7 +25,7 @@ def _configure(sender: Celery, **_: Any) -> None:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.ingest_queue,
-        task_queues=[Queue(n) for n in (settings.ingest_queue, settings.agent_queue)],  # type: ignore[no-untyped-call]
+        task_queues=[Queue(settings.ingest_queue)],  # type: ignore[no-untyped-call]
         task_routes={name: {"queue": settings.ingest_queue}
                      for name in (names.INGEST_JOB, names.INGEST_BATCH)},
         broker_connection_retry_on_startup=True,

@@ -9,8 +9,6 @@ with exponential backoff; a batch that still fails marks its documents failed an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from celery import Task
@@ -19,21 +17,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from corral.core.config import Mode, get_settings
-from corral.core.db import get_sessionmaker
 from corral.core.errors import ServiceUnavailableError
 from corral.ingestion.pipeline import (
     configured_services,
     fail_batch,
     fail_job,
     finish_if_done,
-    index_batch,
-    run_ingest_job,
+    run_batch,
+    run_job,
 )
-from corral.ingestion.pipeline.heartbeat import claim, keep_alive
 from corral.ingestion.worker import names
 from corral.ingestion.worker.app import app
 
-__all__ = ["TRANSIENT_ERRORS", "ingest_batch", "ingest_job", "send_batch", "send_job"]
+__all__ = ["TRANSIENT_ERRORS", "ingest_batch", "ingest_job", "send_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +47,9 @@ _RETRY = {
 }
 
 
-def send_job(job_id: str) -> None:
-    """Queue ``job_id`` on the ingest queue (server mode)."""
-    ingest_job.apply_async(args=[job_id], queue=get_settings().ingest_queue)
-
-
 def send_batch(job_id: str, batch: int) -> None:
-    """Queue one batch of ``job_id`` on the ingest queue (server mode)."""
+    """Queue one batch of ``job_id`` on the ingest queue (server mode, from the job's task; jobs
+    themselves are queued by :func:`~corral.ingestion.worker.handoff.hand_off`)."""
     ingest_batch.apply_async(args=[job_id, batch], queue=get_settings().ingest_queue)
 
 
@@ -77,26 +69,13 @@ class _BatchTask(Task):  # type: ignore[misc]
         finish_if_done(services, job_id)
 
 
-@contextmanager
-def _alive(job_id: str) -> Iterator[None]:
-    """Heartbeat from the task's first moment: loading models takes seconds on a fresh worker."""
-    sf = get_sessionmaker()
-    with keep_alive(sf, job_id, max(0.5, get_settings().job_stale_seconds / 4)):
-        yield
-
-
 @app.task(name=names.INGEST_JOB, base=_JobTask, **_RETRY)  # type: ignore[untyped-decorator]
 def ingest_job(job_id: str) -> str:
-    claim(get_sessionmaker(), job_id)
     dispatch = send_batch if get_settings().mode is Mode.SERVER else None
-    with _alive(job_id):
-        return run_ingest_job(configured_services(), job_id, dispatch=dispatch).value
+    return run_job(job_id, dispatch=dispatch).value
 
 
 @app.task(name=names.INGEST_BATCH, base=_BatchTask, **_RETRY)  # type: ignore[untyped-decorator]
 def ingest_batch(job_id: str, batch: int) -> str:
-    with _alive(job_id):
-        services = configured_services()
-        index_batch(services, job_id, batch)
-        state = finish_if_done(services, job_id)
+    state = run_batch(job_id, batch)
     return state.value if state else "running"

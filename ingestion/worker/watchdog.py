@@ -59,10 +59,10 @@ def start_watchdog_thread(send: Callable[[str], None]) -> threading.Thread:
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _on_worker_ready(**_: Any) -> None:
-    from corral.ingestion.worker.tasks import send_job
+    from corral.ingestion.worker.handoff import hand_off
 
     _stop.clear()
-    start_watchdog_thread(send_job)
+    start_watchdog_thread(hand_off)
 
 
 @worker_shutdown.connect  # type: ignore[untyped-decorator]

@@ -1,11 +1,6 @@
-"""Submitting background jobs: over Celery in server mode, on an in-process worker thread otherwise."""
+"""Background jobs as the platform's doors see them: cancel and watch. They are submitted through
+ingestion's one entry, :func:`corral.ingestion.ingest.submit_ingest`."""
 
-from corral.platform.jobs.dispatch import (
-    cancel_job,
-    check_ingest_path,
-    resume_embedded_jobs,
-    submit_ingest,
-    watchdog_once,
-)
+from corral.platform.jobs.dispatch import cancel_job, resume_embedded_jobs, watchdog_once
 
-__all__ = ["cancel_job", "check_ingest_path", "resume_embedded_jobs", "submit_ingest", "watchdog_once"]
+__all__ = ["cancel_job", "resume_embedded_jobs", "watchdog_once"]

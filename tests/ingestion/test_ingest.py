@@ -43,12 +43,14 @@ def _chunk_ids(corpus: str) -> set[str]:
 def test_folder_is_indexed_and_bad_files_are_explained(corral_env: Path, project: Path) -> None:
     ensure_schema()
     report = ingest_in_process("proj", project)
-    assert (report.indexed, report.skipped, report.failed) == (3, 2, 1)
+    assert (report.indexed, report.skipped, report.failed) == (3, 3, 1)
     reasons = {p.path: (p.status, p.reason) for p in report.problems}
     assert reasons["proj/logo.png"][0] == "skipped"
     assert reasons["proj/fake.py"] == ("skipped", "binary content (not text) is not indexed")
     assert reasons["proj/latin.txt"][0] == "failed" and "invalid UTF-8" in reasons["proj/latin.txt"][1]
-    assert not any(".git" in p for p in reasons)
+    # The VCS folder is skipped as one item with its reason; nothing inside it is read.
+    assert reasons["proj/.git"] == ("skipped", "version-control metadata is not indexed")
+    assert not any(p.startswith("proj/.git/") for p in reasons)
 
     with session_scope() as s:
         corpus = get_corpus(s, "proj")

@@ -18,14 +18,9 @@ from corral.core.db.models import JobItem
 from corral.core.errors import ServiceUnavailableError
 from corral.core.index import get_keyword_index, get_vector_store
 from corral.core.services import create_job, get_corpus, get_job, get_or_create_corpus, request_cancel
-from corral.ingestion.pipeline import (
-    IngestProgress,
-    IngestServices,
-    configured_services,
-    ingest_configured,
-    job_params,
-    run_ingest_job,
-)
+from corral.ingestion.ingest import ingest_now
+from corral.ingestion.pipeline import IngestProgress, IngestServices, configured_services, run_ingest_job
+from corral.ingestion.sources import PathSpec, spec_params
 
 
 class CountingEmbedder:
@@ -69,7 +64,7 @@ def _tree(root: Path, n: int = 6) -> Path:
 def _job(corpus: str, path: Path) -> str:
     with session_scope() as s:
         corpus_id = get_or_create_corpus(s, corpus).id
-        return create_job(s, JobKind.INGEST, corpus_id, job_params(corpus, path)).id
+        return create_job(s, JobKind.INGEST, corpus_id, {"corpus": corpus, **spec_params(PathSpec(path))}).id
 
 
 def _state(corpus: str) -> tuple[set[str], set[str], int]:
@@ -119,7 +114,7 @@ def test_job_records_every_document_and_identical_text_is_embedded_once(
     assert hits[0].metadata["path"] == "kb/doc3.md" and hits[0].chunk_id in sql_ids
     (root / "copy2.txt").write_text(same + "\n" + "x" * 2000 + "\n")
     embedder.texts.clear()
-    second = ingest_configured("kb", root)
+    second = ingest_now("kb", root)
     assert (second.indexed, second.unchanged, second.failed) == (1, 5, 1)
     assert same not in embedder.texts
 
@@ -217,7 +212,7 @@ def test_a_crash_mid_job_resumes_to_the_ids_of_a_clean_run(
 
     # Running the finished job again, or a new job over the same files, changes nothing.
     assert run_ingest_job(services, job_id) is JobState.SUCCEEDED
-    again = ingest_configured("crashy", root)
+    again = ingest_now("crashy", root)
     assert (again.indexed, again.unchanged) == (0, 6)
     assert _state("crashy") == (ids, chroma_ids, tokens)
 

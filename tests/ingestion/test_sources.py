@@ -52,9 +52,17 @@ def test_folder_lists_sorted_batches_and_reopens_by_path(tmp_path: Path) -> None
         (root / name).write_text(name)
     source = FolderSource(root)
     batches = list(source.iter_batches(2))
-    assert [len(b) for b in batches] == [2, 2, 1]
+    assert [len(b) for b in batches] == [2, 2, 2]
     paths = [i.path for b in batches for i in b]
-    assert paths == ["proj/a.md", "proj/b.py", "proj/z.rst", "proj/src/c.py", "proj/src/d.txt"]
+    assert paths == ["proj/node_modules", "proj/a.md", "proj/b.py", "proj/z.rst", "proj/src/c.py",
+                     "proj/src/d.txt"]
+    # A skipped folder is one item with its reason, and re-opening it (or a path inside it, as a
+    # forged task message might) gives the same problem back.
+    skipped = batches[0][0]
+    assert isinstance(skipped, SourceProblem) and skipped.status is DocumentStatus.SKIPPED
+    assert skipped.reason == "installed dependencies are not indexed"
+    for path in ("proj/node_modules", "proj/node_modules/dep.js"):
+        assert source.open_document(path) == SourceProblem(path, skipped.reason)
     again = source.open_document("proj/src/c.py")
     assert isinstance(again, SourceDocument) and again.read_bytes(100) == b"src/c.py"
     assert again.size_bytes == 8

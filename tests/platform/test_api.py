@@ -111,11 +111,12 @@ def test_jobs_interrupted_by_a_stop_resume_when_the_server_starts(
     from corral.core.db import JobKind, session_scope
     from corral.core.db.migrate import ensure_schema
     from corral.core.services import create_job, get_or_create_corpus, start_job
+    from corral.ingestion.sources import PathSpec, spec_params
 
     ensure_schema()
     with session_scope() as s:  # as a server killed mid-job leaves it: running, never finished
         corpus = get_or_create_corpus(s, "docs")
-        job = create_job(s, JobKind.INGEST, corpus.id, {"corpus": "docs", "path": str(docs)})
+        job = create_job(s, JobKind.INGEST, corpus.id, {"corpus": "docs", **spec_params(PathSpec(docs))})
         start_job(s, job, total=2)
         job_id = job.id
     with TestClient(create_app()) as c:

@@ -101,8 +101,9 @@ def test_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
 ) -> None:
     from corral.core.db import JobState
     from corral.core.index import get_keyword_index, get_vector_store
+    from corral.ingestion.ingest import submit_ingest
     from corral.ingestion.pipeline import chunk_id
-    from corral.platform.jobs import submit_ingest
+    from corral.ingestion.sources import PathSpec
 
     root = tmp_path / "kb"
     root.mkdir()
@@ -113,7 +114,7 @@ def test_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
     log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
     worker_a = _start_worker(server_env, log_a)
     try:
-        job_id = submit_ingest("kb", root)
+        job_id = submit_ingest("kb", PathSpec(root))
         _wait(job_id, lambda j: j.done >= 4, 120, log_a)  # type: ignore[attr-defined]
         worker_a.send_signal(signal.SIGKILL)
         worker_a.wait(timeout=30)
@@ -133,7 +134,7 @@ def test_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
         assert job.result["indexed"] == N_FILES and job.result["failed"] == 0  # type: ignore[attr-defined]
         assert "requeued" in log_b.read_text()
 
-        clean_id = submit_ingest("clean", root)
+        clean_id = submit_ingest("clean", PathSpec(root))
         clean = _wait(clean_id, lambda j: j.state.finished, 240, log_b)
         assert clean.state is JobState.SUCCEEDED  # type: ignore[attr-defined]
 
@@ -152,7 +153,7 @@ def test_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
             assert hits[0].chunk_id in kb
 
         # The same ingest again: every document unchanged, nothing rewritten.
-        again_id = submit_ingest("kb", root)
+        again_id = submit_ingest("kb", PathSpec(root))
         again = _wait(again_id, lambda j: j.state.finished, 240, log_b)
         assert again.result["unchanged"] == N_FILES and again.result["indexed"] == 0  # type: ignore[attr-defined]
         assert _chunk_ids("kb") == (corpus_id, kb) and store.count(corpus_id) == len(kb)

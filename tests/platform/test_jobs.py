@@ -31,7 +31,8 @@ def client(corral_env: Path) -> Iterator[TestClient]:
 def _queued_job(params: dict[str, Any] | None = None) -> str:
     with session_scope() as s:
         corpus = get_or_create_corpus(s, "kb")
-        return create_job(s, JobKind.INGEST, corpus.id, params or {"corpus": "kb", "path": "/nope"}).id
+        params = params or {"corpus": "kb", "kind": "path", "uri": "/nope", "options": {}}
+        return create_job(s, JobKind.INGEST, corpus.id, params).id
 
 
 def test_job_detail_pages_its_documents_and_cancel_is_409_once_finished(

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from corral.core.db import SourceKind
 from corral.core.services import list_corpora, validate_corpus_name
+from corral.ingestion.ingest import submit_ingest
+from corral.ingestion.sources import source_spec
 from corral.platform.api.deps import SessionDep
 from corral.platform.api.schemas import (
     AskRequest,
@@ -13,7 +14,6 @@ from corral.platform.api.schemas import (
     JobAccepted,
 )
 from corral.platform.composition import answer
-from corral.platform.jobs import check_ingest_path, submit_ingest
 
 router = APIRouter(prefix="/corpora", tags=["corpora"])
 
@@ -29,16 +29,8 @@ def corpora(session: SessionDep) -> list[CorpusOut]:
 
 @router.post("/{name}/ingest", status_code=status.HTTP_202_ACCEPTED)
 def ingest(name: str, body: IngestRequest) -> JobAccepted:
-    validate_corpus_name(name)
-    if body.git is not None:
-        options = {"branch": body.branch} if body.branch else {}
-        job_id = submit_ingest(name, body.git, kind=SourceKind.GIT, options=options)
-    else:
-        path = check_ingest_path(body.path or "")
-        if path.is_file() and path.suffix.lower() == ".zip":
-            job_id = submit_ingest(name, path, kind=SourceKind.UPLOAD, options={"name": path.name})
-        else:
-            job_id = submit_ingest(name, path)
+    # No base folder: a relative path means nothing to a server.
+    job_id = submit_ingest(name, source_spec(path=body.path, git=body.git, branch=body.branch))
     return JobAccepted(job_id=job_id, state="queued", url=f"/v1/jobs/{job_id}")
 
 

@@ -20,13 +20,14 @@ from rich.progress import (
 from rich.table import Table
 
 from corral.core.config import Mode, get_settings
-from corral.core.db import JobState, SourceKind, session_scope
+from corral.core.db import JobState, session_scope
 from corral.core.errors import InvalidInputError
 from corral.core.services import get_job
+from corral.ingestion.ingest import job_report, submit_ingest
 from corral.ingestion.pipeline import IngestProgress
+from corral.ingestion.sources import SourceSpec, source_spec
 from corral.platform.cli import exit_codes
-from corral.platform.composition import ingest_in_process, prepare
-from corral.platform.jobs import submit_ingest
+from corral.platform.composition import prepare
 
 console = Console()
 
@@ -47,14 +48,14 @@ def ingest(
     """
     if not corpus:
         raise InvalidInputError("--corpus is required")
-    kind, uri, options = _source(path, git, branch)
+    spec = source_spec(path=path, git=git, branch=branch, base=Path.cwd())
     prepare()
     if get_settings().mode is Mode.SERVER:
-        report = _ingest_via_worker(corpus, uri, kind, options, wait, as_json)
+        report = _ingest_via_worker(corpus, spec, wait, as_json)
         if report is None:
             return
     else:
-        report = _ingest_here(corpus, uri, kind, options, quiet=as_json)
+        report = _ingest_here(corpus, spec, quiet=as_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -62,28 +63,7 @@ def ingest(
     raise typer.Exit(_exit_code(report))
 
 
-def _source(path: str | None, git: str | None, branch: str | None
-            ) -> tuple[SourceKind, str, dict[str, Any]]:
-    """What to index: (kind, uri, options), from the arguments. A URL argument means git."""
-    if (path is None) == (git is None):
-        raise InvalidInputError("give either a PATH or --git URL (one of them)")
-    if git is None and path is not None and "://" in path:
-        git = path
-    if git is not None:
-        return SourceKind.GIT, git, ({"branch": branch} if branch else {})
-    if branch:
-        raise InvalidInputError("--branch needs --git")
-    assert path is not None
-    local = Path(path)
-    if not local.exists() and not local.is_symlink():
-        raise InvalidInputError(f"path does not exist: {path}")
-    if local.is_file() and local.suffix.lower() == ".zip":
-        return SourceKind.UPLOAD, str(local.absolute()), {"name": local.name}
-    return SourceKind.PATH, str(local.absolute()), {}
-
-
-def _ingest_here(corpus: str, uri: str, kind: SourceKind, options: dict[str, Any],
-                 quiet: bool) -> dict[str, Any]:
+def _ingest_here(corpus: str, spec: SourceSpec, quiet: bool) -> dict[str, Any]:
     with Progress(
         TextColumn("[bold]indexing[/]"), BarColumn(), MofNCompleteColumn(),
         TextColumn("documents, {task.fields[chunks]:,} chunks, {task.fields[failed]} failed"),
@@ -96,12 +76,13 @@ def _ingest_here(corpus: str, uri: str, kind: SourceKind, options: dict[str, Any
             bar.update(task, completed=p.done, total=p.total, chunks=p.chunks, failed=p.failed,
                        description=p.current[-50:])
 
-        return ingest_in_process(corpus, uri, progress, kind=kind, options=options).to_dict()
+        job_id = submit_ingest(corpus, spec, here=True, progress=progress)
+    return job_report(job_id).to_dict()
 
 
-def _ingest_via_worker(corpus: str, uri: str, kind: SourceKind, options: dict[str, Any],
-                       wait: bool, quiet: bool) -> dict[str, Any] | None:
-    job_id = submit_ingest(corpus, uri, kind=kind, options=options)
+def _ingest_via_worker(corpus: str, spec: SourceSpec, wait: bool, quiet: bool
+                       ) -> dict[str, Any] | None:
+    job_id = submit_ingest(corpus, spec)
     if not wait:
         typer.echo(job_id)
         return None
