@@ -1,39 +1,43 @@
 """The composition root: builds the services once per process and wires them into each use case.
 
-Everything here is lazy and cached per process, so importing the CLI or the API costs nothing and a
-long-lived server loads each model once.
+Everything here is lazy and cached per process, so importing the CLI or the API costs little and a
+long-lived server loads each model once. The heavy libraries (torch, transformers, chromadb) are
+imported where a model or the vector store is first needed, so a question refused before it is read
+(empty, unknown corpus) returns in about a second.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 
-from corral.agents.ask import AskOptions, AskResult, ChatModel, Strategy, ask, ask_agent
-from corral.agents.backends import EngineChatModel, LangChainChatModel, remote_chat_model
+from corral.agents.ask import AskOptions, AskResult, Strategy, ask, ask_agent
+from corral.agents.backends import EngineChatModel, remote_chat_model
 from corral.agents.executor import Budget
-from corral.agents.retrieval import HybridSearcher, find_keyword_index
+from corral.agents.retrieval import HybridSearcher, Ranked, Searcher, find_keyword_index
 from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
 from corral.core.db.migrate import ensure_schema
 from corral.core.errors import InvalidInputError, ModelError
-from corral.core.index import get_vector_store
-from corral.inference.engine import Engine, load_engine
 from corral.inference.errors import InferenceError
-from corral.inference.hf import HFChatModel
-from corral.ingestion.embedding import get_embedder
 
 # Ingestion's one entry, run in the calling thread; the name says where it runs.
 from corral.ingestion.ingest import ingest_now as ingest_in_process
 
 __all__ = [
-    "answer", "ask_options", "get_agent_chat", "get_answer_model", "get_chat_model", "get_searcher",
-    "ingest_in_process", "load_text_engine", "prepare",
+    "answer", "ask_options", "get_chat", "get_chat_model", "get_searcher", "ingest_in_process",
+    "load_text_engine", "prepare",
 ]
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from corral.inference.engine import Engine
+    from corral.inference.hf import HFChatModel
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,9 @@ def load_text_engine(
     engine cannot load it) or the transformers reference (``hf``). Default: ``CORRAL_INFERENCE_BACKEND``.
     The engine keeps its prompt-prefix cache under the data dir, so a corpus prefilled once stays warm
     across processes."""
+    from corral.inference.engine import load_engine
+    from corral.inference.hf import HFChatModel
+
     settings = get_settings()
     backend = backend or settings.inference_backend
     if backend in ("auto", "engine"):
@@ -76,43 +83,62 @@ def get_chat_model() -> Engine | HFChatModel:
 
 
 @lru_cache(maxsize=1)
+def _local_tokenizer() -> Any:
+    from corral.ingestion.tokens import load_tokenizer
+
+    s = get_settings()
+    folder, gguf_file = s.resolved_chat_model()
+    return load_tokenizer(folder, gguf_file, s.cache_dir)
+
+
+def _local_token_ids(text: str) -> list[int]:
+    return [int(i) for i in _local_tokenizer()(text, add_special_tokens=False)["input_ids"]]
+
+
+@lru_cache(maxsize=1)
 def _remote_chat() -> BaseChatModel:
     s = get_settings()
     assert s.openai_base_url and s.openai_model  # the settings validator requires both for openai
     key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
-    return remote_chat_model(s.openai_base_url, s.openai_model, key, max_tokens=s.chat_max_new_tokens)
+    return remote_chat_model(s.openai_base_url, s.openai_model, key, max_tokens=s.chat_max_new_tokens,
+                             context_window=s.chat_context_window or 8192, token_ids=_local_token_ids)
 
 
-def get_answer_model() -> ChatModel:
-    """The backend ``ask`` answers with: the embedded model, or an OpenAI-compatible server whose
-    window is declared in ``CORRAL_CHAT_CONTEXT_WINDOW`` (tokens are counted with the local tokenizer,
-    an estimate for a remote model with another vocabulary)."""
-    s = get_settings()
-    if s.chat_backend == "openai":
-        from corral.ingestion.tokens import get_token_counter
-
-        counter = get_token_counter()
-        return LangChainChatModel(_remote_chat(), name=s.openai_model or "openai",
-                                  context_window=s.chat_context_window or 8192,
-                                  count_tokens=lambda text: counter.count([text])[0])
-    return get_chat_model()
-
-
-def get_agent_chat() -> BaseChatModel:
-    """A LangChain chat model for the tool-calling agent (constrained tool calls when embedded)."""
+def get_chat() -> BaseChatModel:
+    """The chat model ``ask`` and the agent use: an OpenAI-compatible server whose window is declared in
+    ``CORRAL_CHAT_CONTEXT_WINDOW`` (tokens counted with the local tokenizer, an estimate for a remote
+    vocabulary), or the embedded model — loaded on first use, so a refused question loads nothing."""
     s = get_settings()
     if s.chat_backend == "openai":
         return _remote_chat()
-    from corral.inference.chat import ChatService
+    folder, gguf_file = s.resolved_chat_model()
+    # The name the loaders give the model, known before it is loaded (a refusal's Run records it).
+    name = Path(gguf_file).stem if gguf_file else folder.name
+    return EngineChatModel(loader=get_chat_model, max_tokens=s.chat_max_new_tokens, model_name=name)
 
-    model = get_chat_model()
-    return EngineChatModel(service=ChatService(model), max_tokens=s.chat_max_new_tokens,
-                           model_name=model.name)
+
+class _LazySearcher:
+    """Dense + BM25 search, built on first use: opening the vector store and loading the embedder take
+    seconds, and a refused question needs neither."""
+
+    @cached_property
+    def _searcher(self) -> HybridSearcher:
+        from corral.core.index import get_vector_store
+        from corral.ingestion.embedding import get_embedder
+
+        return HybridSearcher(get_vector_store(), get_embedder(), find_keyword_index())
+
+    @property
+    def hybrid(self) -> bool:
+        return self._searcher.hybrid
+
+    def search(self, session: Session, corpus_id: int, question: str, k: int) -> list[Ranked]:
+        return self._searcher.search(session, corpus_id, question, k)
 
 
-def get_searcher() -> HybridSearcher:
-    """Dense + BM25 search; dense only until a keyword index exists in ``corral.core.index``."""
-    return HybridSearcher(get_vector_store(), get_embedder(), find_keyword_index())
+def get_searcher() -> Searcher:
+    """Dense + BM25 search (dense only where the keyword index cannot open), built on first use."""
+    return _LazySearcher()
 
 
 def ask_options() -> AskOptions:
@@ -132,14 +158,13 @@ def answer(
     corpus: str, question: str, strategy: Strategy | None = None, *, agent: bool = False
 ) -> AskResult:
     """Answer with the router (or the forced ``strategy``), reading through the plan executor; the
-    same backend's tool-calling model reads on when Self-Route escalates. ``agent``: the model plans
-    with tools from the start."""
+    model reads on with the tools when Self-Route escalates. ``agent``: the model plans with tools from
+    the start."""
     if agent:
         if strategy is not None:
             raise InvalidInputError("choose either a strategy or the agent, not both")
         s = get_settings()
-        return ask_agent(get_sessionmaker(), corpus, question, chat=get_agent_chat(),
-                         searcher=get_searcher(), budget=ask_options().budget, backend=s.chat_backend,
-                         top_k=s.retrieve_top_k)
-    return ask(get_sessionmaker(), corpus, question, model=get_answer_model(), searcher=get_searcher(),
-               options=ask_options(), strategy=strategy, tool_chat=get_agent_chat())
+        return ask_agent(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
+                         budget=ask_options().budget, backend=s.chat_backend, top_k=s.retrieve_top_k)
+    return ask(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
+               options=ask_options(), strategy=strategy)

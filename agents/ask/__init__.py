@@ -2,13 +2,12 @@
 
 from corral.agents.ask.agent import ask_agent
 from corral.agents.ask.answer import ask
-from corral.agents.ask.model import ChatModel
 from corral.agents.ask.options import AskOptions
 from corral.agents.ask.record import MAX_QUESTION_CHARS, AskResult
 from corral.agents.citations import Citation
 from corral.agents.routing import Decision, Strategy, choose_strategy
 
 __all__ = [
-    "MAX_QUESTION_CHARS", "AskOptions", "AskResult", "ChatModel", "Citation", "Decision", "Strategy",
+    "MAX_QUESTION_CHARS", "AskOptions", "AskResult", "Citation", "Decision", "Strategy",
     "ask", "ask_agent", "choose_strategy",
 ]

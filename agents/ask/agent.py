@@ -21,8 +21,9 @@ from corral.agents.ask.record import (
     save_run,
 )
 from corral.agents.ask.tooling import bind, corpus_tools, verify_tool_answer
+from corral.agents.backends import model_name
 from corral.agents.executor import Budget, PlanExecutor, Usage
-from corral.agents.retrieval import HybridSearcher
+from corral.agents.retrieval import Searcher
 from corral.core.db import Run
 from corral.core.errors import InvalidInputError, ModelError
 from corral.inference.errors import InferenceError
@@ -37,14 +38,14 @@ def ask_agent(
     question: str,
     *,
     chat: BaseChatModel,
-    searcher: HybridSearcher,
+    searcher: Searcher,
     budget: Budget,
     backend: str = "embedded",
     top_k: int = 8,
 ) -> AskResult:
     """Answer ``question`` by letting ``chat`` call the read-only corpus tools, within ``budget``."""
     trace = Trace(Usage(budget))
-    name = str(getattr(chat, "model_name", backend))
+    name = model_name(chat)
     with refusals(session_factory, corpus_name, question, trace, backend=backend, model=name):
         question = check_question(question)
         with session_factory() as session:

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.ask import prompts
 from corral.agents.ask.chain import AGENT, Answer, ChainReader, defang
-from corral.agents.ask.model import ChatModel
 from corral.agents.ask.options import AskOptions
 from corral.agents.ask.planning import Plan, PlanSettings, line_counts, make_plan
 from corral.agents.ask.record import (
@@ -34,10 +33,10 @@ from corral.agents.ask.record import (
     save_run,
 )
 from corral.agents.ask.tooling import bind, corpus_tools, verify_tool_answer
-from corral.agents.backends.prefix import can_probe, probe_prefix_cache
+from corral.agents.backends import can_probe, context_window, model_name, probe_prefix_cache
 from corral.agents.citations import Citation, verify_answer
 from corral.agents.executor import BudgetExceeded, PlanExecutor, Usage
-from corral.agents.retrieval import HEADER_TOKENS, HybridSearcher, Passage, whole_corpus
+from corral.agents.retrieval import HEADER_TOKENS, Passage, Searcher, whole_corpus
 from corral.agents.routing import Strategy, context_budget
 from corral.core.db import Corpus, Run
 from corral.core.errors import InvalidInputError, ModelError
@@ -53,29 +52,30 @@ def ask(
     corpus_name: str,
     question: str,
     *,
-    model: ChatModel,
-    searcher: HybridSearcher,
+    chat: BaseChatModel,
+    searcher: Searcher,
     options: AskOptions | None = None,
     strategy: Strategy | None = None,
-    tool_chat: BaseChatModel | None = None,
 ) -> AskResult:
-    """Answer ``question`` from the corpus with the strategy the router picks (or ``strategy``);
-    ``tool_chat`` (the same backend, LangChain-native) lets Self-Route read on with the tools."""
+    """Answer ``question`` from the corpus with the strategy the router picks (or ``strategy``). When
+    ``chat`` can call tools, Self-Route lets it read on with them before escalating. ``chat`` is touched
+    only once the question and the corpus are accepted: a lazily loaded model is not loaded to refuse."""
     opts = options or AskOptions()
     trace = Trace(Usage(opts.budget))
-    with refusals(session_factory, corpus_name, question, trace, backend=opts.backend, model=model.name):
-        question, plan, planned, counts = _route(session_factory, corpus_name, question, model, searcher,
+    name = model_name(chat)
+    with refusals(session_factory, corpus_name, question, trace, backend=opts.backend, model=name):
+        question, plan, planned, counts = _route(session_factory, corpus_name, question, chat, searcher,
                                                  opts, strategy, trace)
     decision = plan.decision
     corpus_id = plan.corpus_id
     tools = corpus_tools(session_factory, searcher, corpus_id, opts.top_k)
-    executor = PlanExecutor(bind(tool_chat, tools) if opts.self_route_turns else None, tools,
+    executor = PlanExecutor(bind(chat, tools) if opts.self_route_turns else None, tools,
                             usage=trace.usage, log=trace.steps)
     run = Run(corpus_id=corpus_id, question=question, strategy=decision.strategy.value,
               strategy_reason=decision.reason, forced_strategy=strategy.value if strategy else None,
               decision=decision.to_record(), backend=opts.backend,
-              estimated_tokens=decision.estimated_tokens, model=model.name)
-    reader = ChainReader(session_factory, question, plan, model, opts, trace, executor, counts, planned)
+              estimated_tokens=decision.estimated_tokens, model=name)
+    reader = ChainReader(session_factory, question, plan, chat, opts, trace, executor, counts, planned)
     try:
         ans = reader.answer()
     except (InferenceError, BudgetExceeded) as exc:
@@ -101,7 +101,7 @@ def ask(
         reason = f"{decision.reason}; escalated to {ans.used}: the model said the context cannot answer"
     return AskResult(
         run_id=run.id, corpus=corpus_name, question=question, answer=ans.text, strategy=ans.used,
-        reason=reason, model=model.name, estimated_tokens=decision.estimated_tokens,
+        reason=reason, model=name, estimated_tokens=decision.estimated_tokens,
         prompt_tokens=trace.prompt_tokens, completion_tokens=trace.completion_tokens, seconds=seconds,
         citations=citations, forced=strategy is not None, routed_strategy=routed,
         decision=decision.to_record(), steps=run.steps, flags=trace.flags + unverified,
@@ -109,28 +109,29 @@ def ask(
 
 
 def _route(
-    session_factory: sessionmaker[Session], corpus_name: str, question: str, model: ChatModel,
-    searcher: HybridSearcher, opts: AskOptions, strategy: Strategy | None, trace: Trace,
+    session_factory: sessionmaker[Session], corpus_name: str, question: str, chat: BaseChatModel,
+    searcher: Searcher, opts: AskOptions, strategy: Strategy | None, trace: Trace,
 ) -> tuple[str, Plan, dict[Strategy, list[Passage]], dict[str, int]]:
     """Check the question and the corpus, measure, search and route; the trace records the decision.
     Returns the stripped question, the plan, what scoped-stuff and retrieve would read, line counts."""
     question = check_question(question)
     with session_factory() as session:
         corpus = open_corpus(session, corpus_name, trace)
-        q_tokens = model.count_tokens(question)
-        window_budget = context_budget(model.context_window, q_tokens, opts.max_new_tokens,
+        q_tokens = chat.get_num_tokens(question)
+        window = context_window(chat)
+        window_budget = context_budget(window, q_tokens, opts.max_new_tokens,
                                        prompts.PROMPT_OVERHEAD)
         if window_budget < _MIN_BUDGET:
             raise InvalidInputError(
                 f"the question takes {q_tokens} tokens, leaving no room for sources in the "
-                f"{model.context_window}-token window of {model.name}"
+                f"{window}-token window of {model_name(chat)}"
             )
         # One answer's prompt must also fit the run's token budget.
         budget = min(window_budget, context_budget(opts.budget.max_tokens, q_tokens, opts.max_new_tokens,
                                                    prompts.PROMPT_OVERHEAD))
-        settings = _prefix_settings(session, corpus, question, model, opts.plan_settings(q_tokens),
+        settings = _prefix_settings(session, corpus, question, chat, opts.plan_settings(q_tokens),
                                     budget, q_tokens)
-        plan = make_plan(session, corpus, question, budget=budget, window=model.context_window,
+        plan = make_plan(session, corpus, question, budget=budget, window=window,
                          searcher=searcher, settings=settings, forced=strategy)
         decision = plan.decision
         trace.add("route", strategy=decision.strategy.value, reason=decision.reason,
@@ -146,14 +147,14 @@ def _route(
         return question, plan, planned, line_counts(session, corpus.id)
 
 
-def _prefix_settings(session: Session, corpus: Corpus, question: str, model: ChatModel,
+def _prefix_settings(session: Session, corpus: Corpus, question: str, chat: BaseChatModel,
                      settings: PlanSettings, budget: int, q_tokens: int) -> PlanSettings:
     """Ask the backend's prefix cache how much of the stuffed prompt it holds (when the corpus fits
     and the backend can say); otherwise keep what settings declare."""
-    if not can_probe(model) or corpus.token_count + HEADER_TOKENS * corpus.document_count > budget:
+    if not can_probe(chat) or corpus.token_count + HEADER_TOKENS * corpus.document_count > budget:
         return settings  # no cache to ask, or the corpus does not fit: stuffing is not cheap anyway
     docs = [defang(p)[0] for p in whole_corpus(session, corpus.id, budget)]
-    probe = probe_prefix_cache(model, prompts.answer_messages(docs, question))
+    probe = probe_prefix_cache(chat, prompts.answer_messages(docs, question))
     if probe is None:
         return settings
     return replace(settings, prefix_cached=probe.covers(q_tokens + 32),

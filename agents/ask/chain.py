@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.ask import prompts
-from corral.agents.ask.model import ChatModel
+from corral.agents.ask.generate import generate
 from corral.agents.ask.options import AskOptions
 from corral.agents.ask.planning import Plan, evidence_spans, read_for
 from corral.agents.ask.reading import read_passages
@@ -45,13 +46,13 @@ def defang(p: Passage) -> tuple[Passage, tuple[str, ...]]:
 class ChainReader:
     """One routed run's reading and answering, along the plan's chain (Self-Route)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], question: str, plan: Plan, model: ChatModel,
+    def __init__(self, session_factory: sessionmaker[Session], question: str, plan: Plan, chat: BaseChatModel,
                  opts: AskOptions, trace: Trace, executor: PlanExecutor, counts: Mapping[str, int],
                  planned: dict[Strategy, list[Passage]]) -> None:
         self._sf = session_factory
         self._q = question
         self._plan = plan
-        self._model = model
+        self._chat = chat
         self._opts = opts
         self._trace = trace
         self._ex = executor
@@ -159,7 +160,7 @@ class ChainReader:
         trace = self._trace
         # Stop before a call that would overspend: its prompt is at least the sources it carries.
         trace.usage.check(upcoming_tokens=sum(p.tokens for p in passages) + self._opts.max_new_tokens)
-        gen = self._model.chat(messages, self._opts.max_new_tokens)
+        gen = generate(self._chat, messages, self._opts.max_new_tokens)
         trace.usage.spend(gen.prompt_tokens + gen.completion_tokens)
         trace.prompt_tokens += gen.prompt_tokens
         trace.completion_tokens += gen.completion_tokens

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from corral.agents.retrieval import (
     HEADER_TOKENS,
-    HybridSearcher,
     Passage,
     Ranked,
+    Searcher,
     corpus_parts,
     order_preserving,
     scoped_documents,
@@ -89,7 +89,7 @@ class Plan:
 
 def make_plan(
     session: Session, corpus: Corpus, question: str, *, budget: int, window: int,
-    searcher: HybridSearcher, settings: PlanSettings, forced: Strategy | None = None,
+    searcher: Searcher, settings: PlanSettings, forced: Strategy | None = None,
     question_type: QuestionType | None = None,
 ) -> Plan:
     """Search and route ``question``; ``question_type`` overrides the classifier (evaluation labels)."""

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.citations import Citation, verify_answer
 from corral.agents.executor import ExecutionResult
-from corral.agents.retrieval import HybridSearcher, Passage
+from corral.agents.retrieval import Passage, Searcher
 from corral.agents.tools import CorpusReader, build_tools
 
 __all__ = ["TOOL_OUTPUT", "bind", "corpus_tools", "span_passages", "verify_tool_answer"]
@@ -25,7 +25,7 @@ __all__ = ["TOOL_OUTPUT", "bind", "corpus_tools", "span_passages", "verify_tool_
 TOOL_OUTPUT = "(tool output)"  # the pseudo-source quotes are checked against
 
 
-def corpus_tools(session_factory: sessionmaker[Session], searcher: HybridSearcher, corpus_id: int,
+def corpus_tools(session_factory: sessionmaker[Session], searcher: Searcher, corpus_id: int,
                  top_k: int) -> list[BaseTool]:
     """The read-only corpus tools over one corpus; ``search`` returns at most ``top_k`` passages."""
 

@@ -1,10 +1,10 @@
-"""Asking a chat backend how much of a prompt its prefix cache already holds (duck-typed).
+"""Asking the embedded engine how much of a prompt its prefix cache already holds.
 
-The embedded engine keeps a prompt-prefix KV cache (``engine.prefix_cache``, a hash chain over token
-blocks, in memory and on disk) and renders chat prompts to token ids (``engine.chat_template_ids``).
-A backend with both can say, before any model call, how many leading tokens of the stuffed prompt
-would be restored rather than prefilled: the router's "is the prefix cached" input. A backend without
-them (transformers, a remote server) cannot say; callers fall back to what settings declare.
+The engine keeps a prompt-prefix KV cache (``engine.prefix_cache``, a hash chain over token blocks, in
+memory and on disk). Rendered to token ids by the one chat renderer the engine's requests go through,
+a prompt can be looked up before any model call: how many leading tokens of the stuffed prompt would
+be restored rather than prefilled is the router's "is the prefix cached" input. Other backends
+(transformers, a remote server) cannot say; callers keep what settings declare.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from corral.agents.backends.engine_chat import EngineChatModel
 
 __all__ = ["PrefixProbe", "can_probe", "probe_prefix_cache"]
 
@@ -31,27 +35,29 @@ class PrefixProbe:
         return self.prompt_tokens - self.cached_tokens <= tail_tokens + self.block_size
 
 
-def can_probe(backend: object) -> bool:
-    """Whether ``backend`` offers a prefix cache and the prompt rendering to ask it with."""
-    cache = getattr(backend, "prefix_cache", None)
-    block = getattr(cache, "block_size", None)
-    return (callable(getattr(cache, "lookup", None)) and callable(getattr(backend, "chat_template_ids", None))
-            and isinstance(block, int) and block > 0)
-
-
-def probe_prefix_cache(backend: object, messages: Sequence[Mapping[str, str]]) -> PrefixProbe | None:
-    """How many leading tokens of ``messages``' prompt ``backend``'s prefix cache holds, or None when
-    the backend offers no prefix cache to ask. The count reads no block from disk."""
-    if not can_probe(backend):
+def _cache(chat: BaseChatModel) -> Any:
+    if not isinstance(chat, EngineChatModel):
         return None
-    cache: Any = getattr(backend, "prefix_cache", None)
-    render: Any = getattr(backend, "chat_template_ids", None)
+    cache = getattr(chat.service.engine, "prefix_cache", None)  # the transformers reference has none
+    return cache if cache is not None and callable(getattr(cache, "cached_tokens", None)) else None
+
+
+def can_probe(chat: BaseChatModel) -> bool:
+    """Whether ``chat`` runs on an engine with a prefix cache to ask (loads the engine)."""
+    return _cache(chat) is not None
+
+
+def probe_prefix_cache(chat: BaseChatModel, messages: Sequence[Mapping[str, str]]) -> PrefixProbe | None:
+    """How many leading tokens of ``messages``' prompt ``chat``'s prefix cache holds, or None when there
+    is no prefix cache to ask. The count reads no block from disk."""
+    cache = _cache(chat)
+    if cache is None:
+        return None
+    assert isinstance(chat, EngineChatModel)
     try:
-        ids = [int(i) for i in render(messages)]
+        ids = chat.prompt_ids(messages)
         block = int(cache.block_size)
-        counter = getattr(cache, "cached_tokens", None)
-        # Counting needs no block read; ``lookup`` (older caches) loads every held block into memory.
-        held = int(counter(ids)) if callable(counter) else len(cache.lookup(ids)) * block
+        held = int(cache.cached_tokens(ids))
     except Exception as exc:  # a cache that cannot answer must not fail the question: it is a hint
         log.warning("could not ask the prefix cache: %s", exc)
         return None

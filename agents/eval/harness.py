@@ -14,13 +14,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.ask import prompts
-from corral.agents.ask.model import ChatModel
+from corral.agents.ask.generate import generate
 from corral.agents.ask.planning import PlanSettings, make_plan, read_for
 from corral.agents.eval.tasks import EvalTask
-from corral.agents.retrieval import HybridSearcher, Passage
+from corral.agents.retrieval import Passage, Searcher
 from corral.agents.routing import Strategy, context_budget
 from corral.core.db import Corpus
 from corral.core.services import get_corpus
@@ -110,12 +111,12 @@ def evaluate(
     corpus_name: str,
     tasks: Sequence[EvalTask],
     *,
-    searcher: HybridSearcher,
+    searcher: Searcher,
     window: int,
     count_tokens: Callable[[str], int],
     settings: PlanSettings,
     strategies: Sequence[Strategy] = tuple(Strategy),
-    model: ChatModel | None = None,
+    model: BaseChatModel | None = None,
 ) -> EvalReport:
     """Measure every strategy in ``strategies`` and the router on ``tasks`` over the corpus."""
     with session_factory() as session:
@@ -129,9 +130,9 @@ def evaluate(
 
 
 def _one(
-    session: Session, corpus: Corpus, task: EvalTask, *, searcher: HybridSearcher, window: int,
+    session: Session, corpus: Corpus, task: EvalTask, *, searcher: Searcher, window: int,
     count_tokens: Callable[[str], int], settings: PlanSettings, strategies: Sequence[Strategy],
-    model: ChatModel | None,
+    model: BaseChatModel | None,
 ) -> list[TaskOutcome]:
     q_tokens = count_tokens(task.question)
     budget = context_budget(window, q_tokens, settings.max_new_tokens, prompts.PROMPT_OVERHEAD)
@@ -154,7 +155,7 @@ def _one(
         tokens += sum(p.tokens for p in ps)
         if model is None or i + 1 == len(plan.chain) or s is Strategy.MAP_REDUCE:
             break
-        reply = model.chat(prompts.answer_messages(ps, task.question), settings.max_new_tokens)
+        reply = generate(model, prompts.answer_messages(ps, task.question), settings.max_new_tokens)
         if not prompts.says_unanswerable(reply.text):
             break
     out.append(TaskOutcome(task.id, task.kind, ROUTER, evidence_recall(task.evidence, read[chosen]),

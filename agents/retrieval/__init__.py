@@ -1,7 +1,7 @@
 """Reading the corpus: hybrid search (dense + BM25, fused), order-preserving passages, whole documents."""
 
 from corral.agents.retrieval.fusion import reciprocal_rank_fusion, stable_fusion
-from corral.agents.retrieval.hybrid import HybridSearcher, KeywordSearch, Ranked, find_keyword_index
+from corral.agents.retrieval.hybrid import HybridSearcher, KeywordSearch, Ranked, Searcher, find_keyword_index
 from corral.agents.retrieval.passages import (
     HEADER_TOKENS,
     Passage,
@@ -20,6 +20,7 @@ __all__ = [
     "KeywordSearch",
     "Passage",
     "Ranked",
+    "Searcher",
     "content_terms",
     "corpus_parts",
     "find_keyword_index",

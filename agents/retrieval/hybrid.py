@@ -4,13 +4,13 @@ The dense list embeds the question as asked; the lexical list gets its content w
 Asking for more hits (retrieve filling a large budget) appends hits: the fused head is ordered by the
 first ``fuse_depth`` ranks of each list only (``stable_fusion``).
 
-The keyword index is optional: ``find_keyword_index`` returns None where ``corral.core.index`` has none
-(or it cannot open), and search is then dense only; each result says which lists it came from.
+The keyword index is optional: ``find_keyword_index`` returns None where it cannot open, and search is
+then dense only; each result says which lists it came from. What the agents need of any searcher is
+``Searcher``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, selectinload
 from corral.agents.retrieval.fusion import stable_fusion
 from corral.agents.retrieval.query import keyword_query
 from corral.core.db import Chunk
-from corral.core.index import Hit, VectorStore
+from corral.core.index import Hit, VectorStore, get_keyword_index
 from corral.core.types import Embedder
 
-__all__ = ["HybridSearcher", "KeywordSearch", "Ranked", "find_keyword_index"]
+__all__ = ["HybridSearcher", "KeywordSearch", "Ranked", "Searcher", "find_keyword_index"]
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,21 @@ class Ranked:
     dense_rank: int | None = None  # 1-based rank in the dense list
 
 
+class Searcher(Protocol):
+    """Search over one corpus as the router and the tools use it: ``k`` chunk rows, best first."""
+
+    @property
+    def hybrid(self) -> bool:
+        """Whether a keyword list is fused with the dense one (the router then weighs their agreement)."""
+        ...
+
+    def search(self, session: Session, corpus_id: int, question: str, k: int) -> list[Ranked]: ...
+
+
 def find_keyword_index() -> KeywordSearch | None:
-    """The configured keyword index, or None where none exists yet (dense-only search)."""
-    module = importlib.import_module("corral.core.index")
-    factory = getattr(module, "get_keyword_index", None)
-    if factory is None:
-        return None
+    """The configured keyword index, or None where it cannot open (dense-only search)."""
     try:
-        index: KeywordSearch = factory()
+        index: KeywordSearch = get_keyword_index()
     except Exception as exc:  # a broken keyword index must not stop dense search
         log.warning("keyword index unavailable, searching dense only: %s", exc)
         return None

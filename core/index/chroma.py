@@ -10,9 +10,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-import chromadb
-from chromadb.config import Settings as ChromaSettings
-
 from corral.core.config import get_settings
 from corral.core.errors import ServiceUnavailableError
 from corral.core.index.store import Hit, IndexedChunk, VectorStore
@@ -97,6 +94,10 @@ class ChromaStore:
 
 @lru_cache(maxsize=4)
 def _client(host: str | None, port: int, path: str) -> Any:
+    # chromadb takes a second or more to import: only a process that opens the store pays for it.
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
     settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     try:
         if host:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,7 +29,6 @@ from corral.inference.generation import (
     TextEngine,
     TokenConstraint,
 )
-from corral.inference.hf.chat_model import Generation
 from corral.inference.hf.textgen import check_sampling, decode_tokens
 
 __all__ = ["Engine"]
@@ -79,35 +78,6 @@ class Engine:
 
     def count_tokens(self, text: str) -> int:
         return len(self._tok(text, add_special_tokens=False)["input_ids"])
-
-    def chat_template_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
-        """The prompt ids of ``messages`` under the tokenizer's chat template, ready for an answer."""
-        if not getattr(self._tok, "chat_template", None):
-            raise InferenceError(f"{self.model_id} has no chat template")
-        ids = self._tok.apply_chat_template(
-            [dict(m) for m in messages], add_generation_prompt=True, tokenize=True
-        )
-        if not isinstance(ids, list):  # newer transformers return a BatchEncoding
-            ids = ids["input_ids"]
-        return [int(i) for i in ids]
-
-    # -- the agents' chat call ------------------------------------------------------------------------
-    def chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int) -> Generation:
-        """Greedy answer to ``messages``: the same call the transformers reference offers, so the agents
-        can use either. A conversation that leaves no room for an answer raises ``ContextOverflowError``."""
-        started = time.perf_counter()
-        prompt = self.chat_template_ids(messages)
-        if len(prompt) + 1 > self.context_window:
-            raise ContextOverflowError(
-                f"the prompt takes {len(prompt)} tokens of the {self.context_window}-token window of "
-                f"{self.model_id}"
-            )
-        # The same light repetition penalty as the transformers reference: greedy decoding of a small
-        # model otherwise falls into repeating one sentence until the token limit.
-        result = self.generate(prompt, SamplingParams(max_tokens=max_new_tokens, repetition_penalty=1.1))
-        reason = "stop" if result.finish_reason == "stop" else "length"
-        return Generation(result.text.strip(), len(prompt), result.completion_tokens,
-                          time.perf_counter() - started, reason)
 
     # -- the contract --------------------------------------------------------------------------------
     def stream(

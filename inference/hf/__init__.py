@@ -1,5 +1,6 @@
-"""The transformers-backed chat model: the reference runtime until the embedded engine replaces it."""
+"""The transformers-backed reference backend (a ``TextEngine``): what the embedded engine is checked
+and measured against, and the fallback where the engine cannot load a model."""
 
-from corral.inference.hf.chat_model import Generation, HFChatModel
+from corral.inference.hf.chat_model import HFChatModel
 
-__all__ = ["Generation", "HFChatModel"]
+__all__ = ["HFChatModel"]

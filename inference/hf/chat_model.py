@@ -1,11 +1,10 @@
 """A chat model run through transformers, loaded offline from a folder or a GGUF file.
 
-Contract: the caller hands chat messages or token ids and gets token ids and text back; this module
-knows nothing of corpora, retrieval or storage. ``chat`` is greedy, so answers are reproducible.
-
-It also implements the ``TextEngine`` protocol (``stream``/``generate`` with sampling parameters and a
-``TokenConstraint``) with a plain decode loop over transformers' forward pass: the reference backend
-the OpenAI-compatible server and the embedded engine's parity tests run against.
+Contract: token ids in, token ids and text out — the ``TextEngine`` protocol (``stream``/``generate``
+with sampling parameters and a ``TokenConstraint``), a plain decode loop over transformers' forward
+pass; chat messages are rendered to ids by ``corral.inference.chat``. This module knows nothing of
+corpora, retrieval or storage. It is the reference backend the OpenAI-compatible server and the
+embedded engine's parity tests run against.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,7 @@ from corral.inference.generation import (
 )
 from corral.inference.hf.textgen import check_sampling, decode_tokens
 
-__all__ = ["Generation", "HFChatModel", "eos_ids"]
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    finish_reason: str  # "stop" | "length"
+__all__ = ["HFChatModel", "eos_ids"]
 
 
 class HFChatModel:
@@ -84,37 +73,6 @@ class HFChatModel:
 
     def count_tokens(self, text: str) -> int:
         return len(self._tok(text, add_special_tokens=False)["input_ids"])
-
-    def encode_chat(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
-        ids = self._tok.apply_chat_template(
-            [dict(m) for m in messages], add_generation_prompt=True, tokenize=True
-        )
-        if not isinstance(ids, list):  # newer transformers return a BatchEncoding
-            ids = ids["input_ids"]
-        return [int(i) for i in ids]
-
-    def generate_ids(self, prompt_ids: Sequence[int], max_new_tokens: int) -> tuple[list[int], str]:
-        """Greedy continuation of ``prompt_ids``; returns the new ids and why generation stopped."""
-        if len(prompt_ids) + max_new_tokens > self.context_window:
-            raise ContextOverflowError(
-                f"prompt of {len(prompt_ids)} tokens plus {max_new_tokens} new tokens exceeds the "
-                f"{self.context_window}-token window of {self.name}"
-            )
-        torch = self._torch
-        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
-        with self._lock, torch.inference_mode():
-            out = self._model.generate(
-                input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                repetition_penalty=1.1,
-                pad_token_id=self._tok.pad_token_id or self._tok.eos_token_id,
-                eos_token_id=self._tok.eos_token_id,
-            )
-        new = [int(i) for i in out[0, len(prompt_ids) :]]
-        stopped = bool(new) and new[-1] == self._tok.eos_token_id
-        return new, "stop" if stopped else "length"
 
     def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
         if prompt_tokens + max_new_tokens > self.context_window:
@@ -191,13 +149,6 @@ class HFChatModel:
             logits, step, prompt_ids=prompt, params=params, constraint=constraint, tokenizer=self._tok,
             eos_ids=self.eos_token_ids, vocab_size=int(logits.shape[-1]), budget=params.max_tokens,
         )
-
-    def chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int) -> Generation:
-        started = time.perf_counter()
-        prompt = self.encode_chat(messages)
-        new, reason = self.generate_ids(prompt, max_new_tokens)
-        text = self._tok.decode(new, skip_special_tokens=True).strip()
-        return Generation(text, len(prompt), len(new), time.perf_counter() - started, reason)
 
 
 def eos_ids(tokenizer: Any, model: Any) -> list[int]:

@@ -155,7 +155,7 @@ def test_model_failure_is_recorded_on_the_run(load_corpus: LoadCorpus,
     def broken(*_a: object, **_k: object) -> None:
         raise InferenceError("the model fell over")
 
-    monkeypatch.setattr(model, "chat", broken)
+    monkeypatch.setattr(model, "generate", broken)
     with pytest.raises(ModelError, match="fell over"):
         answer("handbook", "When do parcels leave?")
     with session_scope() as s:

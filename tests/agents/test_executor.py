@@ -95,10 +95,9 @@ def test_the_tiny_model_emits_well_formed_calls_under_constrained_decoding(
     tools: list[Any], tiny_chat_model: Path
 ) -> None:
     from corral.agents.backends import EngineChatModel
-    from corral.inference.chat import ChatService
     from corral.inference.hf import HFChatModel
 
-    engine = EngineChatModel(service=ChatService(HFChatModel(tiny_chat_model)), max_tokens=48)
+    engine = EngineChatModel.over(HFChatModel(tiny_chat_model), max_tokens=48)
     bound = engine.bind_tools(tools, tool_choice="required")
     r = PlanExecutor(bound, tools, Budget(max_steps=3)).run("What is Falcon's launch code?")
     calls = [c for s in r.steps if s["step"] == "model" for c in s["tool_calls"]]

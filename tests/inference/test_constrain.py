@@ -215,7 +215,7 @@ def test_hf_backend_generates_schema_valid_json(tiny: HFChatModel) -> None:
         "required": ["ok", "unit"],
         "additionalProperties": False,
     }
-    prompt = tiny.encode_chat([{"role": "user", "content": "answer in JSON"}])
+    prompt = build_prompt(tiny.tokenizer, [{"role": "user", "content": "answer in JSON"}])
     result = tiny.generate(prompt, SamplingParams(max_tokens=40, temperature=1.0, seed=3),
                            compiler.json_schema(schema))
     doc = json.loads(result.text)
@@ -224,7 +224,7 @@ def test_hf_backend_generates_schema_valid_json(tiny: HFChatModel) -> None:
 
 
 def test_hf_backend_stream_matches_generate_and_honours_limits(tiny: HFChatModel) -> None:
-    prompt = tiny.encode_chat([{"role": "user", "content": "hi"}])
+    prompt = build_prompt(tiny.tokenizer, [{"role": "user", "content": "hi"}])
     params = SamplingParams(max_tokens=7, temperature=0.0)
     chunks = list(tiny.stream(prompt, params))
     whole = tiny.generate(prompt, params)

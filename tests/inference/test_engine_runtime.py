@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from corral.inference.chat import build_prompt
 from corral.inference.engine import Engine, describe, engine_from_hf, load_engine
 from corral.inference.engine.batching import DecodeBatcher
 from corral.inference.engine.loading import load_hf_model
@@ -28,7 +29,7 @@ def tiny(tiny_chat_model: Path) -> tuple[Any, Any, Engine]:
 
 
 def _prompt(engine: Engine) -> list[int]:
-    return engine.chat_template_ids([{"role": "user", "content": "Name three colours of the rainbow."}])
+    return build_prompt(engine.tokenizer, [{"role": "user", "content": "Name three colours of the rainbow."}])
 
 
 def _hf_greedy(hf: Any, prompt: Sequence[int], n: int) -> list[int]:
@@ -157,7 +158,7 @@ def test_constraint_that_allows_nothing_ends_the_request(tiny: tuple[Any, Any, E
 def test_threads_get_the_answers_they_would_get_alone(tiny: tuple[Any, Any, Engine]) -> None:
     _, _, engine = tiny
     prompts = [
-        engine.chat_template_ids([{"role": "user", "content": f"Count to {n}."}]) for n in range(4)
+        build_prompt(engine.tokenizer, [{"role": "user", "content": f"Count to {n}."}]) for n in range(4)
     ]
     params = SamplingParams(max_tokens=12)
     alone = [engine.generate(p, params).token_ids for p in prompts]
@@ -250,7 +251,7 @@ def test_smollm2_gguf_greedy_text_equals_transformers() -> None:
     folder, gguf = Settings().resolved_chat_model()
     tok, hf = load_hf_model(folder, gguf)
     engine = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, dtype="float32")
-    prompt = engine.chat_template_ids([{"role": "user", "content": "What is the capital of France?"}])
+    prompt = build_prompt(engine.tokenizer, [{"role": "user", "content": "What is the capital of France?"}])
     ours = engine.generate(prompt, SamplingParams(max_tokens=24))
     reference = _hf_greedy(hf, prompt, 24)
     assert ours.token_ids == reference[: len(ours.token_ids)]

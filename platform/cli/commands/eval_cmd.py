@@ -21,7 +21,7 @@ from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
 from corral.core.errors import InvalidInputError
 from corral.ingestion.tokens import get_token_counter
-from corral.platform.composition import get_chat_model, get_searcher, ingest_in_process, prepare
+from corral.platform.composition import get_chat, get_searcher, ingest_in_process, prepare
 
 console = Console()
 
@@ -60,7 +60,7 @@ def run_eval(
         suites["code"] = code_tasks(code_dir, [_stdlib() / p for p in size.code_packages],
                                     limit=size.code_tasks)
     counter = get_token_counter()
-    model = get_chat_model() if with_model else None
+    model = get_chat() if with_model else None
     settings = PlanSettings(top_k=top_k or s.retrieve_top_k, expand_limit=s.retrieve_expand_tokens,
                             max_new_tokens=s.chat_max_new_tokens, max_map_calls=10_000)
     out: dict[str, dict[int, EvalReport]] = {}
