@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from corral.core.db import DocumentStatus, SourceKind
 from corral.core.errors import InvalidInputError
 from corral.ingestion.sources.base import SourceDescription, SourceDocument, SourceItem, SourceProblem
-from corral.ingestion.sources.walk import FoundFile, Unreadable, ignored_folder, link_problem, walk
+from corral.ingestion.sources.gitcli import GITIGNORED, gitignored, is_ignored
+from corral.ingestion.sources.walk import (
+    FoundFile,
+    Unreadable,
+    ignored_folder,
+    link_problem,
+    walk,
+)
 
 __all__ = ["MAX_PATH", "FolderSource", "batched", "document_at"]
 
@@ -18,9 +26,10 @@ MAX_PATH = 2048  # the width of Document.path
 class FolderSource:
     """Every file under ``root`` (or ``root`` itself), paths starting with the root's own name.
 
-    VCS, cache and dependency folders anywhere, and build output at the root, are skipped and
-    reported with the reason (:func:`~corral.ingestion.sources.walk.ignored_folder`); symlinks are
-    followed only inside the root and reported as problems when they leave it or loop.
+    VCS, cache and dependency folders anywhere, build output at the root, and what ``.gitignore``
+    excludes when the folder lies in a git work tree are skipped and reported with the reason
+    (:func:`~corral.ingestion.sources.walk.ignored_folder`); symlinks are followed only inside the
+    root and reported as problems when they leave it or loop.
     """
 
     def __init__(self, root: Path) -> None:
@@ -35,11 +44,15 @@ class FolderSource:
     def describe(self) -> SourceDescription:
         return SourceDescription(SourceKind.PATH, str(self.root))
 
+    @cached_property
+    def _gitignored(self) -> frozenset[str]:
+        return gitignored(self.root) if self.root.is_dir() else frozenset()
+
     def iter_batches(self, batch_size: int) -> Iterator[list[SourceItem]]:
-        return batched((_item(found) for found in walk(self.root)), batch_size)
+        return batched((_item(found) for found in walk(self.root, self._gitignored)), batch_size)
 
     def open_document(self, path: str) -> SourceItem:
-        return document_at(self.root, path, folders_ignored=True)
+        return document_at(self.root, path, folders_ignored=True, gitignored=self._gitignored)
 
 
 def _item(found: FoundFile | Unreadable) -> SourceItem:
@@ -52,9 +65,9 @@ def _item(found: FoundFile | Unreadable) -> SourceItem:
 
 
 def document_at(root: Path, path: str, prefix: str | None = None, *,
-                folders_ignored: bool = False) -> SourceItem:
+                folders_ignored: bool = False, gitignored: frozenset[str] = frozenset()) -> SourceItem:
     """The document ``path`` (``<prefix>/...``, prefix defaulting to the root's name) under ``root``,
-    refusing anything that escapes it; with ``folders_ignored``, what lies in a folder the walk
+    refusing anything that escapes it; with ``folders_ignored`` (and ``gitignored``), what the walk
     skips is the problem the walk reported.
 
     Shared by the sources whose documents are files under one root (folder, git checkout, extracted
@@ -79,6 +92,8 @@ def document_at(root: Path, path: str, prefix: str | None = None, *,
             return SourceProblem(path, ignored)
         if depth < len(parts) - 2 and folder.is_symlink():
             return SourceProblem(path, "symlinked folder is not followed")
+    if is_ignored("/".join(parts[1:]), gitignored):
+        return SourceProblem(path, GITIGNORED)
     if local.is_symlink():
         problem = link_problem(local, real_root, {real_root})
         if problem is not None:

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -28,6 +29,7 @@ from corral.core.db import DocumentStatus, SourceKind
 from corral.core.errors import IngestError, InvalidInputError
 from corral.ingestion.sources.base import SourceDescription, SourceDocument, SourceItem, SourceProblem
 from corral.ingestion.sources.folder import batched
+from corral.ingestion.sources.gitcli import GIT, GITIGNORED, git_env, gitignored, is_ignored
 from corral.ingestion.sources.policy import check_local_path
 
 __all__ = ["GitSource", "GitTarget", "parse_git_uri"]
@@ -128,6 +130,10 @@ class GitSource:
         head = self._git(self.root, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
         self.commit: str | None = head if re.fullmatch(r"[0-9a-f]{40,64}", head) else None
 
+    @cached_property
+    def _gitignored(self) -> frozenset[str]:
+        return gitignored(self.root, self._timeout) if self._worktree else frozenset()
+
     # -- Source protocol ---------------------------------------------------------------------
 
     def describe(self) -> SourceDescription:
@@ -142,6 +148,8 @@ class GitSource:
         parts = rel.parts
         if not parts or parts[0] != self.name or ".." in parts or rel.is_absolute() or "\x00" in path:
             return SourceProblem(path, "path is not inside this source", DocumentStatus.FAILED)
+        if is_ignored("/".join(parts[1:]), self._gitignored):
+            return SourceProblem(path, GITIGNORED)
         item = self._item("/".join(parts[1:]), self.root.resolve())
         if item is None:
             return SourceProblem(path, "file no longer exists in the source", DocumentStatus.FAILED)
@@ -154,9 +162,14 @@ class GitSource:
         if self._worktree:
             args += ["--others", "--exclude-standard"]
         out = self._run(self.root, *args)
-        names = sorted({n for n in out.split(b"\0") if n})
+        names = {n for n in out.split(b"\0") if n}
+        # Untracked paths .gitignore keeps out are reported, not silently dropped.
+        ignored = {n.rstrip("/").encode("utf-8", "surrogateescape") for n in self._gitignored} - names
         real_root = self.root.resolve()
-        for raw in names:
+        for raw in sorted(names | ignored):
+            if raw in ignored:
+                yield SourceProblem(f"{self.name}/{raw.decode('utf-8', 'replace')}", GITIGNORED)
+                continue
             try:
                 rel = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -196,7 +209,7 @@ class GitSource:
         base = cache_dir / "git"
         base.mkdir(parents=True, exist_ok=True)
         dest = base / key
-        env = _git_env(allow_file)
+        env = git_env(allow_file)
         with _locked(base / f"{key}.lock"):
             if (dest / ".git").exists():
                 if refresh:
@@ -219,17 +232,17 @@ class GitSource:
 
     def _git(self, cwd: Path, *args: str, check: bool = True) -> str:
         try:
-            return self._run(cwd, *args, env=_git_env(False)).decode("utf-8", "replace").strip()
+            return self._run(cwd, *args, env=git_env(False)).decode("utf-8", "replace").strip()
         except IngestError:
             if check:
                 raise
             return ""
 
     def _run(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> bytes:
-        cmd = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", *args]
+        cmd = [*GIT, *args]
         try:
             done = subprocess.run(
-                cmd, cwd=cwd, env=env or _git_env(False), capture_output=True, check=False,
+                cmd, cwd=cwd, env=env or git_env(False), capture_output=True, check=False,
                 timeout=self._timeout, stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
@@ -244,18 +257,6 @@ class GitSource:
             tail = _redact(" / ".join(err[-3:]))[:500] or f"exit status {done.returncode}"
             raise IngestError(f"git {args[0]} of {_redact(self._uri)} failed: {tail}")
         return done.stdout
-
-
-def _git_env(allow_file: bool) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "GIT_TERMINAL_PROMPT": "0",  # never wait for a password nobody will type
-        "GIT_ALLOW_PROTOCOL": "http:https:ssh" + (":file" if allow_file else ""),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "LC_ALL": "C",
-    })
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    return env
 
 
 @contextlib.contextmanager

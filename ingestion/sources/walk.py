@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from corral.ingestion.sources.gitcli import GITIGNORED, is_ignored
+
 # Folders skipped wherever they are: tools own these names, no package shares them. Hidden folders
 # (a leading dot) are skipped too, except those below.
 _ANYWHERE = {
@@ -48,8 +50,9 @@ class Unreadable:
     reason: str
 
 
-def walk(root: Path) -> Iterator[FoundFile | Unreadable]:
-    """Files under ``root`` (or ``root`` itself) in sorted order.
+def walk(root: Path, gitignored: frozenset[str] = frozenset()) -> Iterator[FoundFile | Unreadable]:
+    """Files under ``root`` (or ``root`` itself) in sorted order, less what ``gitignored`` (paths
+    relative to ``root``, see :func:`~corral.ingestion.sources.gitcli.gitignored`) excludes.
 
     Symlinks are followed only when they resolve inside ``root``; links that leave the root or
     loop back are reported as :class:`Unreadable` with the reason, never read. So is every folder
@@ -69,6 +72,8 @@ def walk(root: Path) -> Iterator[FoundFile | Unreadable]:
             sub = current / name
             rel = sub.relative_to(base).as_posix()
             ignored = ignored_folder(name, at_root=current == root)
+            if ignored is None and is_ignored(sub.relative_to(root).as_posix(), gitignored):
+                ignored = GITIGNORED
             if ignored is not None:
                 yield Unreadable(rel, ignored)
                 continue
@@ -81,6 +86,9 @@ def walk(root: Path) -> Iterator[FoundFile | Unreadable]:
         for name in sorted(filenames):
             path = current / name
             rel = path.relative_to(base).as_posix()
+            if is_ignored(path.relative_to(root).as_posix(), gitignored):
+                yield Unreadable(rel, GITIGNORED)
+                continue
             if path.is_symlink():
                 problem = link_problem(path, real_root, seen_dirs)
                 if problem:

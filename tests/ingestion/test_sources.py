@@ -154,10 +154,37 @@ def test_git_worktree_respects_gitignore_and_records_head(repo: Path, tmp_path: 
     items = _all(source)
     assert sorted(_docs(items)) == ["myrepo/.gitignore", "myrepo/README.md", "myrepo/new.txt",
                                     "myrepo/src/app.py"]
+    # What .gitignore keeps out is reported once (a whole folder as the folder), never read.
+    problems = _problems(items)
+    assert {p: r.reason for p, r in problems.items()} == {
+        "myrepo/build": "ignored by .gitignore", "myrepo/debug.log": "ignored by .gitignore"}
+    for path in ("myrepo/build", "myrepo/build/out.js", "myrepo/debug.log"):
+        assert source.open_document(path) == SourceProblem(path, "ignored by .gitignore")
     desc = source.describe()
     assert desc.kind is SourceKind.GIT and desc.commit == _git(repo, "rev-parse", "HEAD")
     doc = source.open_document("myrepo/src/app.py")
     assert isinstance(doc, SourceDocument) and doc.read_bytes(1000).startswith(b"def main")
+
+
+def test_a_folder_in_a_git_work_tree_follows_its_gitignore(repo: Path) -> None:
+    (repo / "src" / "build").mkdir()
+    (repo / "src" / "build" / "steps.py").write_text("STEPS = 3\n")
+    (repo / "docs" / "dist").mkdir(parents=True)
+    (repo / "docs" / "dist" / "howto.md").write_text("# How to\n")
+    items = _all(FolderSource(repo))
+    assert sorted(_docs(items)) == ["myrepo/.gitignore", "myrepo/README.md",
+                                    "myrepo/docs/dist/howto.md", "myrepo/src/app.py"]
+    reasons = {p: r.reason for p, r in _problems(items).items()}
+    assert reasons["myrepo/debug.log"] == "ignored by .gitignore"
+    assert reasons["myrepo/src/build"] == "ignored by .gitignore"  # "build/" matches at any depth
+    assert reasons["myrepo/.git"] == "version-control metadata is not indexed"
+    assert reasons["myrepo/build"].startswith("build output at the source root")
+    source = FolderSource(repo)
+    assert source.open_document("myrepo/debug.log") == SourceProblem("myrepo/debug.log",
+                                                                     "ignored by .gitignore")
+    # Named explicitly, an ignored folder is read: whoever names it wants it.
+    inside = _docs(_all(FolderSource(repo / "build")))
+    assert list(inside) == ["build/out.js"]
 
 
 def test_git_tracked_symlink_out_of_the_repo_is_a_problem(repo: Path, tmp_path: Path) -> None:
