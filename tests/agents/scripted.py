@@ -164,7 +164,8 @@ class Corpora:
         Base.metadata.create_all(get_engine(url))
         self.sessions: sessionmaker[Session] = get_sessionmaker(url)
 
-    def add(self, name: str, files: Mapping[str, str]) -> str:
+    def add(self, name: str, files: Mapping[str, str], *, max_chars: int = 400) -> int:
+        """Write corpus ``name``; returns its id."""
         with self.sessions.begin() as s:
-            write_documents(s, name, files, count_words)
-        return name
+            write_documents(s, name, files, count_words, max_chars=max_chars)
+            return get_or_create_corpus(s, name).id

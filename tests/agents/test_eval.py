@@ -9,10 +9,8 @@ from corral.agents.ask.planning import PlanSettings
 from corral.agents.eval import code_tasks, evaluate, evidence_recall, load_tasks, needle_tasks, save_tasks
 from corral.agents.retrieval import Passage
 from corral.agents.routing import Strategy
-from corral.core.db import get_sessionmaker
-from corral.ingestion.tokens import get_token_counter
-from corral.platform.composition import get_searcher
-from tests.agents.conftest import LoadCorpus, read_tree
+from tests.agents.conftest import read_tree
+from tests.agents.scripted import Corpora, WordSearcher, count_words
 
 
 def test_evidence_recall_needs_the_whole_text_in_a_passage_of_that_document() -> None:
@@ -38,15 +36,14 @@ def test_generated_tasks_are_reproducible_and_round_trip(tmp_path: Path) -> None
     assert '"""' not in stripped and code[0].evidence[0][1] in stripped
 
 
-def test_harness_measures_every_strategy_and_the_router(load_corpus: LoadCorpus, tmp_path: Path) -> None:
+def test_harness_measures_every_strategy_and_the_router(corpora: Corpora, tmp_path: Path) -> None:
     tasks = needle_tasks(tmp_path / "hay", documents=10, paragraphs_per_doc=4, needles=4, aggregate_records=5)
-    load_corpus("hay", read_tree(tmp_path / "hay"))
-    count = get_token_counter()
+    corpora.add("hay", read_tree(tmp_path / "hay"))
     settings = PlanSettings(top_k=4, expand_limit=0, max_new_tokens=64)
 
     def run(window: int) -> dict[tuple[str, str], dict[str, object]]:
-        report = evaluate(get_sessionmaker(), "hay", tasks, searcher=get_searcher(), window=window,
-                          count_tokens=lambda q: count.count([q])[0], settings=settings)
+        report = evaluate(corpora.sessions, "hay", tasks, searcher=WordSearcher(), window=window,
+                          count_tokens=count_words, settings=settings)
         assert "| needle | router |" in report.markdown()
         return {(str(r["kind"]), str(r["strategy"])): r for r in report.summary()}
 

@@ -18,9 +18,7 @@ from langchain_core.messages import AIMessage
 
 from corral.agents.executor import Budget, PlanExecutor
 from corral.agents.tools import CorpusReader, build_tools
-from corral.core.db import get_sessionmaker, session_scope
-from corral.core.services import get_corpus
-from tests.agents.conftest import LoadCorpus
+from tests.agents.scripted import Corpora
 
 FILES = {"kb/falcon.md": "# Falcon\n\nThe launch code for project Falcon is 7-alpha-9.\n",
          "kb/other.md": "# Other\n\nNothing to see here.\n"}
@@ -39,11 +37,8 @@ def scripted(*replies: AIMessage) -> GenericFakeChatModel:
 
 
 @pytest.fixture
-def tools(load_corpus: LoadCorpus) -> list[Any]:
-    load_corpus("kb", FILES)
-    with session_scope() as s:
-        cid = get_corpus(s, "kb").id
-    return build_tools(CorpusReader(get_sessionmaker(), cid))
+def tools(corpora: Corpora) -> list[Any]:
+    return build_tools(CorpusReader(corpora.sessions, corpora.add("kb", FILES)))
 
 
 def test_reads_then_answers_and_records_every_step(tools: list[Any]) -> None:

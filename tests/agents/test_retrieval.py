@@ -5,6 +5,7 @@ from __future__ import annotations
 from corral.agents.retrieval import (
     HybridSearcher,
     corpus_parts,
+    find_keyword_index,
     keyword_query,
     order_preserving,
     reciprocal_rank_fusion,
@@ -16,7 +17,6 @@ from corral.core.db import get_sessionmaker
 from corral.core.index import get_vector_store
 from corral.core.services import get_corpus
 from corral.ingestion.embedding import get_embedder
-from corral.platform.composition import get_searcher
 from tests.agents.conftest import LoadCorpus
 
 
@@ -48,7 +48,8 @@ def test_passages_come_in_document_order_and_small_files_are_read_whole(load_cor
     sf = get_sessionmaker()
     with sf() as s:
         cid = get_corpus(s, "c").id
-        ranked = get_searcher().search(s, cid, "What is the harbour master's cat called?", 4)
+        searcher = HybridSearcher(get_vector_store(), get_embedder(), find_keyword_index())
+        ranked = searcher.search(s, cid, "What is the harbour master's cat called?", 4)
         assert ranked and any("Biscuit" in r.chunk.text for r in ranked)
         plain = order_preserving(ranked, 10_000)
         assert [p.path for p in plain] == sorted(p.path for p in plain)  # path order, not score order
