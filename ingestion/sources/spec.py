@@ -109,7 +109,9 @@ def check_spec(spec: SourceSpec, allowed_roots: Sequence[Path], *, development: 
     The policy comes first, so that a refused caller learns nothing about which paths exist.
     """
     if isinstance(spec, GitSpec):
-        parse_git_uri(spec.url, allowed_roots, development=development)
+        local = parse_git_uri(spec.url, allowed_roots, development=development).local
+        if local is not None and not local.is_dir():
+            raise InvalidInputError(f"no such repository folder: {spec.url[:200]}")
         return
     check_local_path(spec.path, allowed_roots, development=development)
     if not spec.path.exists() and not spec.path.is_symlink():

@@ -250,6 +250,7 @@ def test_malformed_source_specs_are_refused_with_the_reason(
     (GitSpec("git://example.com/r.git"), "scheme 'git' is not allowed"),
     (GitSpec("file://other-host/srv/r.git"), "must name a local path"),
     (PathSpec(Path("/no/such/folder")), "path does not exist"),
+    (GitSpec("/no/such/repo"), "no such repository folder"),
 ])
 def test_hostile_or_missing_sources_are_refused_before_a_job_exists(
     spec: SourceSpec, message: str

@@ -122,7 +122,8 @@ def _print_report(r: dict[str, Any]) -> None:
     console.print(
         f"[bold]{r['corpus']}[/]: {r['indexed']} indexed, {r['unchanged']} unchanged, "
         f"{r['skipped']} skipped, {r['failed']} failed, {r['removed']} removed — "
-        f"{r['chunks']} chunks, {r['tokens']:,} new tokens in {r['seconds']:.1f}s; "
+        f"{r['chunks']} chunks ({r['embedded']} embedded), {r['tokens']:,} new tokens in "
+        f"{r['seconds']:.1f}s; "
         f"corpus now {r['corpus_documents']} documents, {r['corpus_tokens']:,} tokens",
         highlight=False,
     )
