@@ -87,7 +87,7 @@ def document_at(root: Path, path: str, prefix: str | None = None, *,
         folder = folder / part
         if depth == len(parts) - 2 and not folder.is_dir():
             break
-        ignored = ignored_folder(part, at_root=depth == 0) if folders_ignored else None
+        ignored = ignored_folder(folder, at_root=depth == 0) if folders_ignored else None
         if ignored is not None:
             return SourceProblem(path, ignored)
         if depth < len(parts) - 2 and folder.is_symlink():

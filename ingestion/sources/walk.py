@@ -22,19 +22,23 @@ _ANYWHERE = {
 _HIDDEN_READ = frozenset({".github"})
 # Folders skipped only directly under the source root, where these names are build output and
 # environments by convention; deeper down they are as likely packages (pip's ``operations/build``,
-# the standard library's ``venv``) and are read.
+# the standard library's ``venv``) and are read. A virtual environment is known anywhere by the
+# ``pyvenv.cfg`` it holds.
 _AT_ROOT = {"build": "build output", "dist": "build output", "venv": "virtual environment"}
 
 
-def ignored_folder(name: str, *, at_root: bool) -> str | None:
-    """Why the folder ``name`` is not read (``at_root``: directly under the source root), or
-    ``None`` when it is. The reason is what the report shows against the folder's path."""
+def ignored_folder(folder: Path, *, at_root: bool) -> str | None:
+    """Why ``folder`` is not read (``at_root``: directly under the source root), or ``None`` when
+    it is. The reason is what the report shows against the folder's path."""
+    name = folder.name
     if name in _ANYWHERE:
         return _ANYWHERE[name]
     if name.startswith(".") and name not in _HIDDEN_READ:
         return "hidden folder is not indexed"
     if at_root and name in _AT_ROOT:
         return f"{_AT_ROOT[name]} at the source root is not indexed (a deeper {name}/ is read)"
+    if (folder / "pyvenv.cfg").is_file():  # a virtual environment, whatever its name or depth
+        return "virtual environment is not indexed"
     return None
 
 
@@ -71,7 +75,7 @@ def walk(root: Path, gitignored: frozenset[str] = frozenset()) -> Iterator[Found
         for name in sorted(dirnames):
             sub = current / name
             rel = sub.relative_to(base).as_posix()
-            ignored = ignored_folder(name, at_root=current == root)
+            ignored = ignored_folder(sub, at_root=current == root)
             if ignored is None and is_ignored(sub.relative_to(root).as_posix(), gitignored):
                 ignored = GITIGNORED
             if ignored is not None:

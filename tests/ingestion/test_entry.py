@@ -61,22 +61,27 @@ def test_a_nested_package_named_build_is_indexed_and_a_root_build_is_reported(
     (root / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\x00\x01")
     (root / "pkg" / "venv").mkdir()
     (root / "pkg" / "venv" / "create.py").write_text("def create():\n    pass\n")
+    (root / "tools" / "env" / "lib").mkdir(parents=True)  # a virtual environment by its marker
+    (root / "tools" / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (root / "tools" / "env" / "lib" / "site.py").write_text("SITE = 1\n")
 
     report = ingest_now("pip", root)
     reasons = {p.path: (p.status, p.reason) for p in report.problems}
     assert reasons["pip/build"] == (
         "skipped", "build output at the source root is not indexed (a deeper build/ is read)")
     assert reasons["pip/pkg/__pycache__"] == ("skipped", "bytecode cache is not indexed")
-    assert not any(p.startswith(("pip/build/", "pip/pkg/__pycache__/")) for p in reasons)
+    assert reasons["pip/tools/env"] == ("skipped", "virtual environment is not indexed")
+    assert not any(p.startswith(("pip/build/", "pip/pkg/__pycache__/", "pip/tools/env/"))
+                   for p in reasons)
     docs = _doc_states("pip/")
     for path in ("pip/operations/build/wheel.py", "pip/operations/build/__init__.py",
                  "pip/pkg/mod.py", "pip/pkg/venv/create.py"):
         assert docs[path] is DocumentStatus.INDEXED, path
-    assert (report.indexed, report.skipped, report.failed) == (4, 2, 0)
+    assert (report.indexed, report.skipped, report.failed) == (4, 3, 0)
 
     # Run again: the skipped folders are re-opened by path and stay skipped for the same reason.
     again = ingest_now("pip", root)
-    assert (again.unchanged, again.skipped, again.indexed) == (4, 2, 0)
+    assert (again.unchanged, again.skipped, again.indexed) == (4, 3, 0)
     assert {p.path: p.reason for p in again.problems} == {p: r for p, (_, r) in reasons.items()}
 
 
