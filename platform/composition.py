@@ -17,7 +17,6 @@ from langchain_core.language_models import BaseChatModel
 
 from corral.agents.ask import AskOptions, AskResult, Strategy, ask, ask_agent
 from corral.agents.backends import EngineChatModel, remote_chat_model
-from corral.agents.executor import Budget
 from corral.agents.retrieval import HybridSearcher, Ranked, Searcher, find_keyword_index
 from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
@@ -56,15 +55,18 @@ def load_text_engine(
     engine cannot load it) or the transformers reference (``hf``). Default: ``CORRAL_INFERENCE_BACKEND``.
     The engine keeps its prompt-prefix cache under the data dir, so a corpus prefilled once stays warm
     across processes."""
-    from corral.inference.engine import load_engine
+    from corral.inference.engine import EngineOptions, load_engine
     from corral.inference.hf import HFChatModel
 
     settings = get_settings()
     backend = backend or settings.inference_backend
     if backend in ("auto", "engine"):
         try:
-            return load_engine(folder, gguf_file, cache_dir=settings.cache_dir / "prefix",
-                               context_window=settings.chat_context_window)
+            options = EngineOptions(
+                weights=settings.engine_weights, context_window=settings.chat_context_window,
+                cache_dir=settings.cache_dir / "prefix", converted_dir=settings.cache_dir / "models",
+            )
+            return load_engine(folder, gguf_file, options)
         except InferenceError as exc:
             if backend == "engine":
                 raise ModelError(f"the embedded engine cannot load {folder}: {exc}") from exc
@@ -142,16 +144,7 @@ def get_searcher() -> Searcher:
 
 
 def ask_options() -> AskOptions:
-    s = get_settings()
-    return AskOptions(
-        max_new_tokens=s.chat_max_new_tokens, top_k=s.retrieve_top_k,
-        expand_limit=s.retrieve_expand_tokens, backend=s.chat_backend,
-        cost_per_1k_input=s.backend_cost_per_1k_input,
-        cost_per_1k_cached_input=s.backend_cost_per_1k_cached_input,
-        cost_per_1k_output=s.backend_cost_per_1k_output, max_map_calls=s.map_reduce_max_calls,
-        prefix_cached=s.backend_prefix_cached, self_route_turns=s.self_route_tool_turns,
-        budget=Budget(s.agent_max_steps, s.agent_max_tokens, s.agent_max_seconds),
-    )
+    return AskOptions.from_settings(get_settings())
 
 
 def answer(

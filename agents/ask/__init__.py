@@ -1,4 +1,7 @@
-"""Answering a question over a corpus: route, read with the tools, generate, self-route, cite — as a Run."""
+"""Answering a question over a corpus, as a Run: ``plan`` (check, measure, search, route), ``read`` (the
+router's reads as corpus-tool calls), ``generate`` (prompts and the model call), ``escalate`` (Self-Route
+along the fallback chain), ``cite`` and ``record``. ``ask`` is the routed entry, ``ask_agent`` the one
+where the model plans its own reading."""
 
 from corral.agents.ask.agent import ask_agent
 from corral.agents.ask.answer import ask
@@ -8,6 +11,6 @@ from corral.agents.citations import Citation
 from corral.agents.routing import Decision, Strategy, choose_strategy
 
 __all__ = [
-    "MAX_QUESTION_CHARS", "AskOptions", "AskResult", "Citation", "Decision", "Strategy",
-    "ask", "ask_agent", "choose_strategy",
+    "MAX_QUESTION_CHARS", "AskOptions", "AskResult", "Citation", "Decision", "Strategy", "ask", "ask_agent",
+    "choose_strategy",
 ]

@@ -9,18 +9,11 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from corral.agents.ask.chain import AGENT
-from corral.agents.ask.planning import line_counts
-from corral.agents.ask.record import (
-    AskResult,
-    Trace,
-    check_question,
-    open_corpus,
-    ordered,
-    refusals,
-    save_run,
-)
-from corral.agents.ask.tooling import bind, corpus_tools, verify_tool_answer
+from corral.agents.ask.cite import cite_tool_answer
+from corral.agents.ask.escalate import AGENT
+from corral.agents.ask.plan import check_question, line_counts, open_corpus
+from corral.agents.ask.read import bind, corpus_tools
+from corral.agents.ask.record import AskResult, Trace, refusals, save_run
 from corral.agents.backends import model_name
 from corral.agents.executor import Budget, PlanExecutor, Usage
 from corral.agents.retrieval import Searcher
@@ -29,7 +22,6 @@ from corral.core.errors import InvalidInputError, ModelError
 from corral.inference.errors import InferenceError
 
 __all__ = ["ask_agent"]
-
 
 
 def ask_agent(
@@ -67,16 +59,16 @@ def ask_agent(
         run.error = str(exc)
         save_run(session_factory, run, trace)
         raise ModelError(str(exc)) from exc
-    trace.prompt_tokens, trace.completion_tokens = result.prompt_tokens, result.completion_tokens
-    citations, unverified = verify_tool_answer(result.answer, result, counts)
+    trace.spend(result.prompt_tokens, result.completion_tokens)
+    citations, unverified = cite_tool_answer(result.answer, result, counts)
     run.answer = result.answer
-    run.citations = [c.to_dict() for c in ordered(citations)]
-    run.error = None if result.stopped == "answered" else result.steps[-1].get("detail")
+    run.citations = [c.to_dict() for c in citations]
+    run.error = None if result.stopped == "answered" else result.steps[-1].details.get("detail")
     seconds = save_run(session_factory, run, trace)
     return AskResult(
         run_id=run.id, corpus=corpus_name, question=question, answer=result.answer, strategy=AGENT,
         reason=reason if result.stopped == "answered" else f"{reason}; stopped: {run.error}",
-        model=run.model, estimated_tokens=0, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, seconds=seconds, citations=ordered(citations),
+        model=name, estimated_tokens=0, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, seconds=seconds, citations=citations,
         forced=True, routed_strategy=AGENT, decision=run.decision, steps=run.steps, flags=unverified,
     )

@@ -1,12 +1,12 @@
-"""Per-deployment knobs of a routed ask (from settings); costs are per 1,000 tokens."""
+"""Everything a routed ask is configured with, in one object: from settings to the router's inputs.
+Costs are per 1,000 tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from corral.agents.ask import prompts
-from corral.agents.ask.planning import PlanSettings
 from corral.agents.executor import Budget
+from corral.core.config import Settings
 
 __all__ = ["AskOptions"]
 
@@ -14,8 +14,11 @@ __all__ = ["AskOptions"]
 @dataclass(frozen=True, slots=True)
 class AskOptions:
     max_new_tokens: int = 160
-    top_k: int = 8
+    top_k: int = 8  # the hits the router's signals, scoped-stuff and the search tool look at
+    retrieve_tokens: int = 8192  # retrieve fills its context up to this (and the window's budget)
     expand_limit: int = 512  # widen a hit to its function/section/file when that costs <= this
+    neighbours: int = 1
+    scope_docs: int = 8  # scoped-stuff reads the documents of the best hits, at most this many
     backend: str = "embedded"
     prefix_cached: bool = False  # declared; a backend whose prefix cache can be asked is asked instead
     cost_per_1k_input: float = 0.0
@@ -25,10 +28,14 @@ class AskOptions:
     self_route_turns: int = 3  # model turns with the corpus tools when Self-Route escalates (0: none)
     budget: Budget = field(default_factory=Budget)
 
-    def plan_settings(self, question_tokens: int) -> PlanSettings:
-        return PlanSettings(
-            top_k=self.top_k, expand_limit=self.expand_limit, prefix_cached=self.prefix_cached,
-            cost_per_1k_input=self.cost_per_1k_input, cost_per_1k_cached_input=self.cost_per_1k_cached_input,
-            cost_per_1k_output=self.cost_per_1k_output, max_new_tokens=self.max_new_tokens,
-            per_call_overhead=prompts.PROMPT_OVERHEAD + question_tokens, max_map_calls=self.max_map_calls,
+    @classmethod
+    def from_settings(cls, s: Settings) -> AskOptions:
+        return cls(
+            max_new_tokens=s.chat_max_new_tokens, top_k=s.retrieve_top_k,
+            expand_limit=s.retrieve_expand_tokens, backend=s.chat_backend,
+            prefix_cached=s.backend_prefix_cached, cost_per_1k_input=s.backend_cost_per_1k_input,
+            cost_per_1k_cached_input=s.backend_cost_per_1k_cached_input,
+            cost_per_1k_output=s.backend_cost_per_1k_output, max_map_calls=s.map_reduce_max_calls,
+            self_route_turns=s.self_route_tool_turns,
+            budget=Budget(s.agent_max_steps, s.agent_max_tokens, s.agent_max_seconds),
         )

@@ -1,7 +1,7 @@
 """Evidence recall against tokens read, per strategy and for the router.
 
 *Evidence recall* asks whether the gold evidence is in what the model would read — it needs no model,
-so every strategy is measured on the real code path (``make_plan`` / ``read_for``, the same functions
+so every strategy is measured on the real code path (``make_plan`` / ``Plan.reads``, the same ones
 ``ask`` uses) with the real embedder and index. Only the Self-Route escalation needs a model: pass one
 and the router's row also counts the escalations the model triggers (and their tokens).
 """
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from corral.agents.ask import prompts
-from corral.agents.ask.generate import generate
-from corral.agents.ask.planning import PlanSettings, make_plan, read_for
+from corral.agents.ask import generate as gen
+from corral.agents.ask.options import AskOptions
+from corral.agents.ask.plan import make_plan
 from corral.agents.eval.tasks import EvalTask
 from corral.agents.retrieval import Passage, Searcher
 from corral.agents.routing import Strategy, context_budget
@@ -114,7 +114,7 @@ def evaluate(
     searcher: Searcher,
     window: int,
     count_tokens: Callable[[str], int],
-    settings: PlanSettings,
+    options: AskOptions,
     strategies: Sequence[Strategy] = tuple(Strategy),
     model: BaseChatModel | None = None,
 ) -> EvalReport:
@@ -124,26 +124,23 @@ def evaluate(
         report = EvalReport(corpus.token_count, window, searcher.hybrid)
         for task in tasks:
             report.outcomes += _one(session, corpus, task, searcher=searcher, window=window,
-                                    count_tokens=count_tokens, settings=settings, strategies=strategies,
+                                    count_tokens=count_tokens, options=options, strategies=strategies,
                                     model=model)
     return report
 
 
 def _one(
     session: Session, corpus: Corpus, task: EvalTask, *, searcher: Searcher, window: int,
-    count_tokens: Callable[[str], int], settings: PlanSettings, strategies: Sequence[Strategy],
+    count_tokens: Callable[[str], int], options: AskOptions, strategies: Sequence[Strategy],
     model: BaseChatModel | None,
 ) -> list[TaskOutcome]:
     q_tokens = count_tokens(task.question)
-    budget = context_budget(window, q_tokens, settings.max_new_tokens, prompts.PROMPT_OVERHEAD)
-    plan = make_plan(session, corpus, task.question, budget=budget, window=window, searcher=searcher,
-                     settings=settings)
-    read: dict[Strategy, list[Passage]] = {}
+    budget = context_budget(window, q_tokens, options.max_new_tokens, gen.PROMPT_OVERHEAD)
+    plan = make_plan(session, corpus, task.question, budget=budget, window=window, question_tokens=q_tokens,
+                     searcher=searcher, options=options)
 
     def reading(s: Strategy) -> list[Passage]:
-        if s not in read:
-            read[s] = read_for(session, plan, s, settings.max_map_calls)
-        return read[s]
+        return plan.reads(session, s)
 
     out = [TaskOutcome(task.id, task.kind, s.value, evidence_recall(task.evidence, reading(s)),
                        sum(p.tokens for p in reading(s))) for s in strategies]
@@ -155,9 +152,9 @@ def _one(
         tokens += sum(p.tokens for p in ps)
         if model is None or i + 1 == len(plan.chain) or s is Strategy.MAP_REDUCE:
             break
-        reply = generate(model, prompts.answer_messages(ps, task.question), settings.max_new_tokens)
-        if not prompts.says_unanswerable(reply.text):
+        reply = gen.generate(model, gen.answer_messages(ps, task.question), options.max_new_tokens)
+        if not gen.says_unanswerable(reply.text):
             break
-    out.append(TaskOutcome(task.id, task.kind, ROUTER, evidence_recall(task.evidence, read[chosen]),
+    out.append(TaskOutcome(task.id, task.kind, ROUTER, evidence_recall(task.evidence, reading(chosen)),
                            tokens, chosen.value))
     return out

@@ -33,7 +33,7 @@ from langchain_core.tools import BaseTool
 
 from corral.agents.executor.budget import Budget, BudgetExceeded, Usage
 
-__all__ = ["ExecutionResult", "PlanExecutor", "ToolOutcome"]
+__all__ = ["ExecutionResult", "PlanExecutor", "Step", "ToolOutcome"]
 
 SYSTEM = (
     "You answer questions about a corpus of documents and code by calling the tools given to read it. "
@@ -42,7 +42,23 @@ SYSTEM = (
 )
 _MAX_TOOL_TEXT = 12_000  # characters of one tool result kept in the conversation
 
-Step = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Step:
+    """One recorded step of a run: what happened (``kind``: route, search, read, tool, model, generate,
+    read-on, escalate, screen, note, verify, refuse, stop), when (``t_ms`` since the run started, where
+    timed) and its details; a Run stores it as ``{"step": kind, "t_ms": …, **details}``."""
+
+    kind: str
+    details: dict[str, Any] = field(default_factory=dict)
+    t_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"step": self.kind}
+        if self.t_ms is not None:
+            head["t_ms"] = self.t_ms
+        return {**head, **self.details}
 
 
 @dataclass(slots=True)
@@ -99,7 +115,7 @@ class PlanExecutor:
         """Open a planned turn: one step of the budget (raises ``BudgetExceeded`` when none is left)."""
         self.usage.check()
         self.usage.spend()
-        self._record({"step": "read", "by": by, **data, "t_ms": self._ms()})
+        self._record(Step("read", {"by": by, **data}, self._ms()))
 
     def call(self, name: str, args: Mapping[str, Any], *, by: str = "router") -> ToolOutcome:
         """Run one planned call and record it; raises ``BudgetExceeded`` once the wall time is spent."""
@@ -135,9 +151,9 @@ class PlanExecutor:
             usage.spend(tokens)
             calls = reply.tool_calls if isinstance(reply, AIMessage) else []
             invalid = reply.invalid_tool_calls if isinstance(reply, AIMessage) else []
-            self._record({"step": "model", "tool_calls": [{"name": c["name"], "args": c["args"]}
-                                                          for c in calls],
-                          "invalid": len(invalid), "tokens": tokens, "t_ms": self._ms()}, result)
+            self._record(Step("model", {"tool_calls": [{"name": c["name"], "args": c["args"]}
+                                                       for c in calls],
+                                        "invalid": len(invalid), "tokens": tokens}, self._ms()), result)
             if not calls and not invalid:
                 result.answer = reply.text.strip()
                 return result
@@ -149,8 +165,8 @@ class PlanExecutor:
                 key = _key(call["name"], call["args"])
                 if key in seen:
                     refusals += 1
-                    self._record({"step": "tool", "name": call["name"], "args": call["args"],
-                                  "ok": False, "error": "repeated call refused"}, result)
+                    self._record(Step("tool", {"name": call["name"], "args": call["args"], "ok": False,
+                                               "error": "repeated call refused"}), result)
                     if refusals >= self._max_repeats:
                         return self._stop(result, "loop", f"the model repeated the same call {refusals} "
                                           "times")
@@ -192,10 +208,10 @@ class PlanExecutor:
     def _invoke(self, call: Any, result: ExecutionResult | None, *, by: str | None = None
                 ) -> tuple[ToolMessage, ToolOutcome]:
         tool = self._tools.get(call["name"])
-        step = self._record({"step": "tool", "name": call["name"], "args": call["args"],
-                             **({"by": by} if by else {})}, result)
+        step = self._record(Step("tool", {"name": call["name"], "args": call["args"],
+                                          **({"by": by} if by else {})}), result)
         if tool is None:
-            step.update(ok=False, error="unknown tool")
+            step.details.update(ok=False, error="unknown tool")
             text = f"error: there is no tool {call['name']!r}; the tools are {', '.join(sorted(self._tools))}"
             return (ToolMessage(text, tool_call_id=call["id"] or "unknown", status="error"),
                     ToolOutcome(False, text, []))
@@ -204,7 +220,7 @@ class PlanExecutor:
         text = msg.text
         ok = msg.status != "error" and not text.startswith(("Error", "error"))
         spans = list(msg.artifact) if ok and isinstance(msg.artifact, list) else []
-        step.update(ok=ok, chars=len(text), spans=len(spans), **({} if ok else {"error": text[:300]}))
+        step.details.update(ok=ok, chars=len(text), spans=len(spans), **({} if ok else {"error": text[:300]}))
         if ok and result is not None:
             result.spans += spans
             result.tool_text.append(text)
@@ -215,7 +231,7 @@ class PlanExecutor:
 
     def _stop(self, result: ExecutionResult, why: str, detail: str) -> ExecutionResult:
         result.stopped = why
-        self._record({"step": "stop", "reason": why, "detail": detail}, result)
+        self._record(Step("stop", {"reason": why, "detail": detail}), result)
         read = len(result.spans)
         result.answer = (f"I stopped before finishing ({detail}). I read {read} passage(s); the answer "
                          "may be in them, but I could not conclude.")

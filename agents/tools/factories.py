@@ -2,10 +2,12 @@
 
 Built by a factory over injected services (as langchain-core's ``create_retriever_tool``), each with a
 pydantic input schema whose fields describe the arguments to the model. Tools return
-``(text, artifact)``: the text the model reads — screened for prompt injection — and the spans read
-(``path``, ``start_line``, ``end_line``; reads add the raw ``text`` of the span, uncut), from which
-citations and the router's read passages are made. Bad arguments come back to the
-model as an error message (``handle_tool_error``), never as an exception out of the run.
+``(text, artifact)``: the text the model reads and the spans read (``path``, ``start_line``,
+``end_line``; reads add the ``text`` of the span, uncut, and the ``flags`` screening raised), from
+which citations and the router's read passages are made. Everything is screened for prompt injection
+once, here: a read screens the span's text, and the numbered lines the model reads are that screened
+text. Bad arguments come back to the model as an error message (``handle_tool_error``), never as an
+exception out of the run.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
 from corral.agents.executor.screening import screen
-from corral.agents.tools.corpus import MAX_PATTERN_CHARS, MAX_SPAN_LINES, CorpusReader, Line
+from corral.agents.tools.corpus import MAX_LINE_CHARS, MAX_PATTERN_CHARS, MAX_SPAN_LINES, CorpusReader, Line
 from corral.core.errors import CorralError
 
 __all__ = ["SearchFn", "Span", "build_tools"]
 
-Span = dict[str, Any]  # {"path", "start_line", "end_line"} and, for reads, "text"
+Span = dict[str, Any]  # {"path", "start_line", "end_line"} and, for reads, "text" and "flags"
 # (query, k) -> best-first [(path, start_line, end_line, text)]
 SearchFn = Callable[[str, int], Sequence[tuple[str, int, int, str]]]
 _SNIPPET = 700
@@ -79,26 +81,31 @@ def _spans(lines: Sequence[Line]) -> list[Span]:
     return spans
 
 
-def _safe(fn: Callable[..., tuple[str, list[Span]]]) -> Callable[..., tuple[str, list[Span]]]:
-    """Our errors become ToolExceptions (shown to the model); output is screened before it is read."""
+def _safe(fn: Callable[..., tuple[str, list[Span]]], *, reads: bool) -> Callable[..., tuple[str, list[Span]]]:
+    """Our errors become ToolExceptions (shown to the model); output is screened before it is read
+    (a read's spans were screened as they were read: their flags say what was found)."""
 
     def run(**kwargs: Any) -> tuple[str, list[Span]]:
         try:
             text, spans = fn(**kwargs)
         except CorralError as exc:
             raise ToolException(str(exc)) from exc
-        s = screen(text)
-        if s.suspicious:
-            text = f"[screened: possible prompt injection ({', '.join(s.flags)})]\n{s.text}"
+        if reads:
+            flags = list(dict.fromkeys(f for sp in spans for f in sp.get("flags", ())))
+        else:
+            s = screen(text)
+            text, flags = s.text, list(s.flags)
+        if flags:
+            text = f"[screened: possible prompt injection ({', '.join(flags)})]\n{text}"
         return text, spans
 
     return run
 
 
 def _tool(name: str, description: str, schema: type[BaseModel],
-          fn: Callable[..., tuple[str, list[Span]]]) -> BaseTool:
+          fn: Callable[..., tuple[str, list[Span]]], *, reads: bool = False) -> BaseTool:
     return StructuredTool.from_function(
-        func=_safe(fn), name=name, description=description, args_schema=schema,
+        func=_safe(fn, reads=reads), name=name, description=description, args_schema=schema,
         response_format="content_and_artifact", handle_tool_error=True,
         handle_validation_error=True,
     )
@@ -122,19 +129,29 @@ def build_tools(reader: CorpusReader, search: SearchFn | None = None) -> list[Ba
             return "no documents match", []
         return "\n".join(f"{d.path} ({d.kind}, {d.lines} lines, {d.tokens} tokens)" for d in docs), []
 
-    def with_text(spans: list[Span]) -> list[Span]:
+    def screened(lines: list[Line]) -> tuple[str, list[Span]]:
+        """The spans of ``lines`` with their text, screened once; the numbered lines shown are that
+        screened text, each cut as the reader cuts it."""
+        spans = _spans(lines)
+        shown: list[Line] = []
         for sp in spans:
-            sp["text"] = reader.span_text(sp["path"], sp["start_line"], sp["end_line"])
-        return spans
+            s = screen(reader.span_text(sp["path"], sp["start_line"], sp["end_line"]))
+            sp["text"] = s.text
+            if s.flags:
+                sp["flags"] = list(s.flags)
+            shown += [Line(sp["path"], n, t[:MAX_LINE_CHARS])
+                      for n, t in enumerate(s.text.split("\n")[: sp["end_line"] - sp["start_line"] + 1],
+                                            start=sp["start_line"])]
+        return _lines_text(shown), spans
 
     def read_document(path: str) -> tuple[str, list[Span]]:
         lines, cut = reader.read_document(path)
+        text, spans = screened(lines)
         more = f"\n[cut at line {lines[-1].number if lines else 0}: use read_span]" if cut else ""
-        return _lines_text(lines) + more, with_text(_spans(lines))
+        return text + more, spans
 
     def read_span(path: str, start_line: int, end_line: int) -> tuple[str, list[Span]]:
-        lines = reader.read_span(path, start_line, end_line)
-        return _lines_text(lines), with_text(_spans(lines))
+        return screened(reader.read_span(path, start_line, end_line))
 
     def grep(pattern: str, glob: str | None = None, ignore_case: bool = False) -> tuple[str, list[Span]]:
         lines, more = reader.grep(pattern, glob, ignore_case=ignore_case)
@@ -165,8 +182,9 @@ def build_tools(reader: CorpusReader, search: SearchFn | None = None) -> list[Ba
         _tool("list_documents", "List the corpus's documents (path, kind, size).", ListDocumentsArgs,
               list_documents),
         _tool("read_document", "Read a whole document with line numbers.", ReadDocumentArgs,
-              read_document),
-        _tool("read_span", "Read lines start_line..end_line of a document.", ReadSpanArgs, read_span),
+              read_document, reads=True),
+        _tool("read_span", "Read lines start_line..end_line of a document.", ReadSpanArgs, read_span,
+              reads=True),
         _tool("grep", "Find lines matching a regular expression, across documents.", GrepArgs, grep),
         _tool("find_symbol", "Find where a function, class or method is defined.", SymbolArgs,
               find_symbol),

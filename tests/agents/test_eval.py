@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from corral.agents.ask.planning import PlanSettings
+from corral.agents.ask import AskOptions
 from corral.agents.eval import code_tasks, evaluate, evidence_recall, load_tasks, needle_tasks, save_tasks
 from corral.agents.retrieval import Passage
 from corral.agents.routing import Strategy
@@ -39,11 +39,11 @@ def test_generated_tasks_are_reproducible_and_round_trip(tmp_path: Path) -> None
 def test_harness_measures_every_strategy_and_the_router(corpora: Corpora, tmp_path: Path) -> None:
     tasks = needle_tasks(tmp_path / "hay", documents=10, paragraphs_per_doc=4, needles=4, aggregate_records=5)
     corpora.add("hay", read_tree(tmp_path / "hay"))
-    settings = PlanSettings(top_k=4, expand_limit=0, max_new_tokens=64)
+    options = AskOptions(top_k=4, expand_limit=0, max_new_tokens=64)
 
     def run(window: int) -> dict[tuple[str, str], dict[str, object]]:
         report = evaluate(corpora.sessions, "hay", tasks, searcher=WordSearcher(), window=window,
-                          count_tokens=count_words, settings=settings)
+                          count_tokens=count_words, options=options)
         assert "| needle | router |" in report.markdown()
         return {(str(r["kind"]), str(r["strategy"])): r for r in report.summary()}
 

@@ -49,16 +49,16 @@ def test_reads_then_answers_and_records_every_step(tools: list[Any]) -> None:
     )
     r = PlanExecutor(model, tools, Budget(max_steps=10)).run("What is Falcon's launch code?")
     assert r.stopped == "answered" and "7-alpha-9" in r.answer
-    assert [s["step"] for s in r.steps] == ["model", "tool", "model", "tool", "model"]
+    assert [s.kind for s in r.steps] == ["model", "tool", "model", "tool", "model"]
     assert {"path": "kb/falcon.md", "start_line": 3, "end_line": 3} in r.spans
-    assert all(s["ok"] for s in r.steps if s["step"] == "tool")
+    assert all(s.details["ok"] for s in r.steps if s.kind == "tool")
 
 
 def test_a_model_that_loops_is_stopped_with_the_reason(tools: list[Any]) -> None:
     model = scripted(AIMessage("", tool_calls=[call("list_documents", 1)]))
     r = PlanExecutor(model, tools, Budget(max_steps=50)).run("anything?")
-    assert r.stopped == "loop" and "repeated the same call" in r.steps[-1]["detail"]
-    assert len([s for s in r.steps if s["step"] == "model"]) == 3  # one real call, two refusals
+    assert r.stopped == "loop" and "repeated the same call" in r.steps[-1].details["detail"]
+    assert len([s for s in r.steps if s.kind == "model"]) == 3  # one real call, two refusals
     assert "stopped before finishing" in r.answer
 
 
@@ -70,9 +70,9 @@ def test_invalid_arguments_and_unknown_tools_go_back_to_the_model(tools: list[An
         AIMessage("I could not read it."),
     )
     r = PlanExecutor(model, tools, Budget()).run("q")
-    errors = [s for s in r.steps if s["step"] == "tool"]
-    assert [s["ok"] for s in errors] == [False, False, False]
-    assert errors[1]["error"] == "unknown tool" and "no document" in errors[2]["error"]
+    errors = [s for s in r.steps if s.kind == "tool"]
+    assert [s.details["ok"] for s in errors] == [False, False, False]
+    assert errors[1].details["error"] == "unknown tool" and "no document" in errors[2].details["error"]
     assert r.stopped == "answered" and r.spans == []
 
 
@@ -80,9 +80,9 @@ def test_budgets_end_the_run(tools: list[Any]) -> None:
     replies = [AIMessage("", tool_calls=[call("read_span", i, path="kb/falcon.md", start_line=1, end_line=i)])
                for i in range(1, 30)]
     r = PlanExecutor(scripted(*replies), tools, Budget(max_steps=4)).run("q")
-    assert r.stopped == "budget" and "step budget" in r.steps[-1]["detail"]
+    assert r.stopped == "budget" and "step budget" in r.steps[-1].details["detail"]
     r2 = PlanExecutor(scripted(*replies), tools, Budget(max_seconds=0.0)).run("q")
-    assert r2.stopped == "budget" and "time budget" in r2.steps[-1]["detail"]
+    assert r2.stopped == "budget" and "time budget" in r2.steps[-1].details["detail"]
 
 
 @pytest.mark.timeout(300)
@@ -95,7 +95,7 @@ def test_the_tiny_model_emits_well_formed_calls_under_constrained_decoding(
     engine = EngineChatModel.over(HFChatModel(tiny_chat_model), max_tokens=48)
     bound = engine.bind_tools(tools, tool_choice="required")
     r = PlanExecutor(bound, tools, Budget(max_steps=3)).run("What is Falcon's launch code?")
-    calls = [c for s in r.steps if s["step"] == "model" for c in s["tool_calls"]]
+    calls = [c for s in r.steps if s.kind == "model" for c in s.details["tool_calls"]]
     # A random model knows nothing, but every call it makes names a real tool with valid JSON args.
     assert calls and all(c["name"] in {t.name for t in tools} for c in calls)
     assert r.stopped in ("budget", "loop") and r.prompt_tokens > 0

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from corral.agents.ask.planning import PlanSettings
+from corral.agents.ask import AskOptions
 from corral.agents.eval import EvalReport, EvalTask, code_tasks, evaluate, needle_tasks, save_tasks
 from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
@@ -61,8 +61,8 @@ def run_eval(
                                     limit=size.code_tasks)
     counter = get_token_counter()
     model = get_chat() if with_model else None
-    settings = PlanSettings(top_k=top_k or s.retrieve_top_k, expand_limit=s.retrieve_expand_tokens,
-                            max_new_tokens=s.chat_max_new_tokens, max_map_calls=10_000)
+    options = AskOptions(top_k=top_k or s.retrieve_top_k, expand_limit=s.retrieve_expand_tokens,
+                         max_new_tokens=s.chat_max_new_tokens, max_map_calls=10_000)
     out: dict[str, dict[int, EvalReport]] = {}
     for suite, tasks in suites.items():
         save_tasks(workdir / f"{suite}-tasks.json", tasks)
@@ -74,7 +74,7 @@ def run_eval(
                       highlight=False)
         out[suite] = {
             w: evaluate(get_sessionmaker(), corpus, tasks, searcher=get_searcher(), window=w,
-                        count_tokens=lambda q: counter.count([q])[0], settings=settings, model=model)
+                        count_tokens=lambda q: counter.count([q])[0], options=options, model=model)
             for w in windows
         }
     return out

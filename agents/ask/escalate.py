@@ -1,0 +1,147 @@
+"""Escalating along the router's chain (Self-Route): each strategy's reads are a planned turn of tool
+calls and the model answers from them; a "the context cannot answer" verdict first lets the model read
+on with the tools, then moves to the next strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from langchain_core.language_models import BaseChatModel
+from sqlalchemy.orm import Session, sessionmaker
+
+from corral.agents.ask import generate as gen
+from corral.agents.ask.plan import Plan, evidence_spans
+from corral.agents.ask.read import Read, read_passages
+from corral.agents.ask.record import Trace
+from corral.agents.executor import ExecutionResult, PlanExecutor
+from corral.agents.retrieval import Passage, corpus_parts
+from corral.agents.routing import Strategy
+from corral.inference.errors import InferenceError
+
+__all__ = ["AGENT", "Answer", "Escalation"]
+
+AGENT = "agent"  # what a run records when the model's own reading with the tools answered
+
+
+@dataclass(slots=True)
+class Answer:
+    text: str
+    passages: list[Passage]  # what the model was given, numbered
+    evidence: list[Passage]
+    used: str  # the strategy that answered, or "agent"
+    tools: ExecutionResult | None = None  # the model's own reading, when it answered
+
+
+class Escalation:
+    """One routed run's reading and answering, along the plan's chain."""
+
+    def __init__(self, session_factory: sessionmaker[Session], plan: Plan, chat: BaseChatModel,
+                 trace: Trace, executor: PlanExecutor) -> None:
+        self._sf = session_factory
+        self._plan = plan
+        self._chat = chat
+        self._trace = trace
+        self._ex = executor
+
+    def answer(self) -> Answer:
+        """Run the decided strategy, escalating along the fallback chain while the model says the
+        context cannot answer; the first such verdict first lets the model read on with the tools."""
+        chain = self._plan.chain
+        read_on = self._ex.can_run and self._plan.options.self_route_turns > 0
+        last: Answer | None = None
+        for i, strategy in enumerate(chain):
+            last = self._map_reduce() if strategy is Strategy.MAP_REDUCE else self._single(strategy)
+            if i + 1 < len(chain) and gen.says_unanswerable(last.text):
+                if read_on:
+                    read_on = False
+                    found = self._read_on(last)
+                    if found is not None:
+                        return found
+                self._trace.add("escalate", source=strategy.value, to=chain[i + 1].value,
+                                why="the model said the context cannot answer")
+                continue
+            break
+        assert last is not None  # the chain always has a first strategy
+        return last
+
+    def _single(self, strategy: Strategy) -> Answer:
+        plan = self._plan
+        with self._sf() as session:
+            planned = plan.reads(session, strategy)
+        self._ex.turn("router", strategy=strategy.value, reads=len(planned),
+                      tokens=sum(p.tokens for p in planned))
+        passages = self._noted(read_passages(self._ex, planned, plan.line_counts))
+        text = self._generate(gen.answer_messages(passages, plan.question), passages, strategy.value)
+        evidence = list(passages) if strategy is Strategy.RETRIEVE else evidence_spans(plan.ranked, passages)
+        return Answer(text, passages, evidence, strategy.value)
+
+    def _map_reduce(self) -> Answer:
+        plan, trace = self._plan, self._trace
+        limit = plan.options.max_map_calls
+        with self._sf() as session:
+            parts = corpus_parts(session, plan.corpus_id, plan.budget)
+        if len(parts) > limit:
+            trace.add("note", text=f"map-reduce reads the first {limit} of {len(parts)} parts (the "
+                      "map-call budget)")
+            trace.flags.append(f"map-reduce read {limit} of {len(parts)} parts")
+            parts = parts[:limit]
+        self._ex.turn("router", strategy=Strategy.MAP_REDUCE.value, parts=len(parts),
+                      reads=sum(len(p) for p in parts), tokens=sum(p.tokens for part in parts for p in part))
+        notes: list[str] = []
+        read: list[Passage] = []
+        for part in parts:
+            got = self._noted(read_passages(self._ex, part, plan.line_counts, first_number=len(read) + 1))
+            read += got
+            note = self._generate(gen.map_messages(got, plan.question), got, "map")
+            if not gen.says_unanswerable(note):
+                notes.append(note)
+        if not notes:
+            text = "The collection does not contain the answer (no part had relevant facts)."
+        elif len(notes) == 1:
+            text = notes[0]
+        else:
+            text = self._generate(gen.reduce_messages(notes, plan.question), (), "reduce")
+        return Answer(text, read, evidence_spans(plan.ranked, read), Strategy.MAP_REDUCE.value)
+
+    def _read_on(self, last: Answer) -> Answer | None:
+        """Self-Route with tools: the model reads on for a few turns, leaving the budget room to
+        escalate (a read turn and an answer) if it finds nothing."""
+        usage = self._trace.usage
+        turns = min(self._plan.options.self_route_turns, usage.budget.max_steps - usage.steps - 2)
+        if turns < 2:  # a tool turn and an answer turn at least
+            self._trace.add("note", text="no steps left for the model to read on with the tools")
+            return None
+        self._trace.add("read-on", source=last.used, turns=turns,
+                        why="the model said the context cannot answer: it reads on with the corpus tools")
+        seen = ", ".join(p.label for p in last.passages[:30])
+        context = (f"Already read without finding the answer: {seen or 'nothing'}. Use the tools to read "
+                   "elsewhere, then answer citing path:start-end.")
+        try:
+            result = self._ex.run(self._plan.question, context=context, max_turns=turns)
+        except InferenceError as exc:  # e.g. the conversation outgrew the window: escalate instead
+            self._trace.add("note", text=f"reading on with the tools failed: {exc}")
+            return None
+        self._trace.spend(result.prompt_tokens, result.completion_tokens)
+        if result.stopped != "answered" or gen.says_unanswerable(result.answer):
+            return None
+        return Answer(result.answer, last.passages, last.evidence, AGENT, tools=result)
+
+    def _noted(self, read: Read) -> list[Passage]:
+        """The passages read; the injections the tools defanged in them are noted on the Run."""
+        for label, flags in read.flags.items():
+            self._trace.flags.append(f"{label}: possible prompt injection ({', '.join(flags)}), defanged")
+            self._trace.add("screen", label=label, flags=flags)
+        return read.passages
+
+    def _generate(self, messages: list[dict[str, str]], passages: Sequence[Passage], label: str) -> str:
+        trace, max_new = self._trace, self._plan.options.max_new_tokens
+        # Stop before a call that would overspend: its prompt is at least the sources it carries.
+        trace.usage.check(upcoming_tokens=sum(p.tokens for p in passages) + max_new)
+        reply = gen.generate(self._chat, messages, max_new)
+        trace.usage.spend(reply.prompt_tokens + reply.completion_tokens)
+        trace.spend(reply.prompt_tokens, reply.completion_tokens)
+        trace.add("generate", strategy=label, prompt_tokens=reply.prompt_tokens,
+                  completion_tokens=reply.completion_tokens, seconds=round(reply.seconds, 3),
+                  finish_reason=reply.finish_reason)
+        return reply.text
