@@ -14,7 +14,7 @@ from corral.core.db.migrate import ensure_schema
 from corral.core.errors import InvalidInputError
 from corral.core.index import get_vector_store
 from corral.core.services import get_corpus
-from corral.platform.composition import ingest_in_process
+from corral.ingestion.ingest import ingest_now as ingest_in_process
 
 
 @pytest.fixture
