@@ -22,7 +22,7 @@ __all__ = [
     "scoped_tokens", "whole_corpus",
 ]
 
-HEADER_TOKENS = 12  # "[n] path:lines" above each passage
+HEADER_TOKENS = 12  # "[n] path:lines" above each passage or document (the router counts it too)
 
 
 @dataclass(slots=True)

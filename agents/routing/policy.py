@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from corral.agents.retrieval.passages import HEADER_TOKENS
 from corral.agents.routing.classify import QuestionType
 
 __all__ = ["Decision", "RouterInputs", "Strategy", "choose_strategy", "context_budget"]
 
-HEADER_TOKENS = 12  # "[n] path:lines" above each passage or document
 # Retrieval is chosen over stuffing a corpus that fits only when it reads at most this share of the
-# corpus (the target: the router's recall at <= 25% of always-stuff's tokens).
+# corpus: reading more than that saves too little over reading it all to risk missing what retrieval
+# did not find (``bench/routing.py`` measures the trade).
 RETRIEVE_SHARE = 0.25
 # Below these, retrieval found nothing that looks like the question: read more instead.
 MIN_OVERLAP = 0.2
