@@ -32,6 +32,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
 from corral.agents.executor.budget import Budget, BudgetExceeded, Usage
+from corral.inference.errors import InferenceError
 
 __all__ = ["ExecutionResult", "PlanExecutor", "Step", "ToolOutcome"]
 
@@ -145,7 +146,12 @@ class PlanExecutor:
                 usage.check()
             except BudgetExceeded as exc:
                 return self._stop(result, "budget", str(exc))
-            reply = self._model.invoke(messages)
+            try:
+                reply = self._model.invoke(messages)
+            except InferenceError:
+                raise
+            except Exception as exc:  # remote servers fail in many ways (HTTP, auth, timeouts): one error
+                raise InferenceError(f"the chat backend failed: {exc}") from exc
             turns += 1
             tokens = self._count(reply, result)
             usage.spend(tokens)

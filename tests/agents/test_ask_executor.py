@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
 from sqlalchemy import select
 
 from corral.agents.ask import AskOptions, AskResult, ask
@@ -135,3 +136,21 @@ def test_a_backend_without_a_prefix_cache_uses_the_declared_setting(corpora: Cor
             options=AskOptions(max_new_tokens=32, prefix_cached=True))
     assert r.decision["inputs"]["prefix_cached"] is True
     assert r.decision["inputs"]["prefix_cached_tokens"] is None
+
+
+class ToolTurnsFail(ScriptedChat):
+    """Answers from the script, but its tool-calling turns fail as a remote server's would."""
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+        if "tools" in kwargs:
+            raise ConnectionError("connection refused")
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_a_backend_failing_while_reading_on_escalates_instead(ask_big: Ask) -> None:
+    chat = ToolTurnsFail(script=[AIMessage(UNANSWERABLE), AIMessage("7-alpha-9 [1].")],
+                         profile={"max_input_tokens": 2048})
+    r = ask_big(chat)
+    note = next(s for s in r.steps if s["step"] == "note" and "reading on" in s["text"])
+    assert "the chat backend failed: connection refused" in note["text"]
+    assert r.strategy != r.routed_strategy and r.strategy != "agent" and "7-alpha-9" in r.answer
