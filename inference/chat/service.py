@@ -129,9 +129,6 @@ class ChatService:
                 self._compiler = ConstraintCompiler(self.engine.tokenizer, eos_token_ids=eos)
             return self._compiler
 
-    def count_prompt(self, request: ChatRequest) -> int:
-        return len(build_prompt(self.engine.tokenizer, list(request.messages), self._visible_tools(request)))
-
     def complete(self, request: ChatRequest) -> ChatCompletion:
         started = time.perf_counter()
         prepared = self._prepare(request)
