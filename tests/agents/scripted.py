@@ -25,7 +25,7 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from corral.agents.retrieval import Ranked
+from corral.agents.retrieval import Ranked, content_terms
 from corral.core.db import Base, Chunk, Document, DocumentStatus, get_engine, get_sessionmaker
 from corral.core.services import get_or_create_corpus
 from corral.ingestion.pipeline.batch import chunk_id
@@ -95,13 +95,13 @@ def scripted(*replies: str | AIMessage, window: int = 2048, tool_calling: bool =
 
 
 class WordSearcher:
-    """Chunks ranked by the share of the question's words they contain, best first (dense-only shape:
-    ``dense`` is that share)."""
+    """Chunks ranked by the share of the question's content words they contain, best first (dense-only
+    shape: ``dense`` is that share)."""
 
     hybrid = False
 
     def search(self, session: Session, corpus_id: int, question: str, k: int) -> list[Ranked]:
-        words = {w for w in re.findall(r"\w+", question.lower()) if len(w) > 2}
+        words = set(content_terms(question))
         if k <= 0 or not words:
             return []
         chunks = session.scalars(select(Chunk).join(Document).where(Document.corpus_id == corpus_id)

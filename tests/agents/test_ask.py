@@ -83,10 +83,12 @@ def test_a_corpus_over_the_window_reads_the_hit_documents_or_passages(corpora: C
     assert "big/zz_needle.txt:1-1" in [c.label for c in result.citations]
     forced = run_ask(corpora, "big", "What is the launch code for project Falcon?", chat, Strategy.RETRIEVE)
     assert "big/zz_needle.txt:1-1" in [c.label for c in forced.citations]
-    # Retrieved passages are read as spans, by the router's tool calls.
-    assert any(s["step"] == "tool" and s["name"] == "read_span" and s.get("by") == "router"
-               for s in forced.steps)
     assert forced.prompt_tokens < 1024
+    # Passages not widened to their whole document are read as spans, by the router's tool calls.
+    spans = run_ask(corpora, "big", "What did the quarterly figures do?", chat, Strategy.RETRIEVE,
+                    expand_limit=0)
+    assert any(s["step"] == "tool" and s["name"] == "read_span" and s.get("by") == "router"
+               for s in spans.steps)
 
 
 def test_forcing_each_strategy_is_recorded(corpora: Corpora) -> None:

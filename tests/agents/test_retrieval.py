@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from corral.agents.retrieval import (
-    HybridSearcher,
     corpus_parts,
-    find_keyword_index,
     keyword_query,
     order_preserving,
     reciprocal_rank_fusion,
@@ -13,11 +11,7 @@ from corral.agents.retrieval import (
     stable_fusion,
     whole_corpus,
 )
-from corral.core.db import get_sessionmaker
-from corral.core.index import get_vector_store
-from corral.core.services import get_corpus
-from corral.ingestion.embedding import get_embedder
-from tests.agents.conftest import LoadCorpus
+from tests.agents.scripted import Corpora, WordSearcher
 
 
 def test_rrf_rewards_agreement_and_is_deterministic() -> None:
@@ -43,13 +37,10 @@ def files() -> dict[str, str]:
     return {"c/a_big.txt": big, "c/b_small.txt": "Biscuit likes sardines.\n", "c/c_other.txt": para * 3}
 
 
-def test_passages_come_in_document_order_and_small_files_are_read_whole(load_corpus: LoadCorpus) -> None:
-    load_corpus("c", files(), max_chars=300)
-    sf = get_sessionmaker()
-    with sf() as s:
-        cid = get_corpus(s, "c").id
-        searcher = HybridSearcher(get_vector_store(), get_embedder(), find_keyword_index())
-        ranked = searcher.search(s, cid, "What is the harbour master's cat called?", 4)
+def test_passages_come_in_document_order_and_small_files_are_read_whole(corpora: Corpora) -> None:
+    cid = corpora.add("c", files(), max_chars=300)
+    with corpora.sessions() as s:
+        ranked = WordSearcher().search(s, cid, "Which cat is called Biscuit, and what does it eat?", 4)
         assert ranked and any("Biscuit" in r.chunk.text for r in ranked)
         plain = order_preserving(ranked, 10_000)
         assert [p.path for p in plain] == sorted(p.path for p in plain)  # path order, not score order
@@ -86,14 +77,3 @@ def test_the_keyword_query_keeps_content_words_and_splits_identifiers() -> None:
     assert keyword_query("where is getAllHeaders or parse_header?") == \
         "getallheaders get headers parse header"
     assert keyword_query("Is it?") == "Is it?"  # nothing but function words: asked as it is
-
-
-def test_search_degrades_to_dense_only_without_a_keyword_index(load_corpus: LoadCorpus) -> None:
-    load_corpus("c", files(), max_chars=300)
-    searcher = HybridSearcher(get_vector_store(), get_embedder(), None)
-    with get_sessionmaker()() as s:
-        cid = get_corpus(s, "c").id
-        ranked = searcher.search(s, cid, "cat name", 3)
-        assert not searcher.hybrid and len(ranked) == 3
-        assert all(r.keyword_rank is None and r.dense is not None for r in ranked)
-        assert searcher.search(s, cid, "   ", 3) == [] and searcher.search(s, cid, "cat", 0) == []

@@ -8,6 +8,7 @@ The agents' routing, escalation, budgets and citations are tested fast with a sc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,18 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from corral.agents.ask import Strategy
+from corral.agents.retrieval import HybridSearcher
 from corral.core.config import Settings
-from corral.core.db import Run, session_scope
+from corral.core.db import Run, get_sessionmaker, session_scope
+from corral.core.db.migrate import ensure_schema
 from corral.core.errors import InvalidInputError, ModelError, NotFoundError
+from corral.core.services import get_corpus
 from corral.platform import composition
 from corral.platform.cli.app import app
 from corral.platform.composition import answer, get_chat_model
-from tests.agents.conftest import LoadCorpus, write_corpus
+from tests.agents.scripted import write_documents
+
+LoadCorpus = Callable[..., str]
 
 HANDBOOK = {
     "handbook/shipping.md": "# Shipping\n\nParcels leave the warehouse on Tuesdays.\n",
@@ -31,9 +37,45 @@ FALCON = {"kb/falcon.md": "# Falcon\n\nThe launch code for project Falcon is 7-a
 runner = CliRunner()
 
 
+def write_corpus(name: str, files: Mapping[str, str], *, max_chars: int = 400) -> str:
+    """Index ``files`` into the configured Corral: SQL rows (token counts from the chat model's
+    tokenizer), real all-MiniLM embeddings into Chroma."""
+    from corral.core.index import IndexedChunk, get_vector_store
+    from corral.ingestion.embedding import get_embedder
+    from corral.ingestion.tokens import get_token_counter
+
+    ensure_schema()
+    counter = get_token_counter()
+    with get_sessionmaker().begin() as s:
+        chunks = write_documents(s, name, files, lambda text: counter.count([text])[0], max_chars=max_chars)
+        if chunks:
+            vectors = get_embedder().embed_documents([c.text for c, _ in chunks])
+            get_vector_store().upsert(chunks[0][0].document.corpus_id, [
+                IndexedChunk(c.id, c.text, v, {"path": path})
+                for (c, path), v in zip(chunks, vectors, strict=True)])
+    return name
+
+
 @pytest.fixture
 def load_corpus(corral_env: Path) -> LoadCorpus:
     return write_corpus
+
+
+def test_search_degrades_to_dense_only_without_a_keyword_index(load_corpus: LoadCorpus) -> None:
+    from corral.core.index import get_vector_store
+    from corral.ingestion.embedding import get_embedder
+
+    para = "Filler about the weather and the sea, repeated to make the file long enough.\n\n"
+    big = para * 12 + "The harbour master's cat is called Biscuit.\n\n" + para * 12
+    load_corpus("c", {"c/a_big.txt": big, "c/b_small.txt": "Biscuit likes sardines.\n",
+                      "c/c_other.txt": para * 3}, max_chars=300)
+    searcher = HybridSearcher(get_vector_store(), get_embedder(), None)
+    with get_sessionmaker()() as s:
+        cid = get_corpus(s, "c").id
+        ranked = searcher.search(s, cid, "cat name", 3)
+        assert not searcher.hybrid and len(ranked) == 3 and any("Biscuit" in r.chunk.text for r in ranked)
+        assert all(r.keyword_rank is None and r.dense is not None for r in ranked)
+        assert searcher.search(s, cid, "   ", 3) == [] and searcher.search(s, cid, "cat", 0) == []
 
 
 def test_a_refused_question_loads_no_model(load_corpus: LoadCorpus) -> None:
