@@ -38,7 +38,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from corral.inference.engine import Engine, describe, engine_from_hf
+from corral.inference.engine import (
+    WEIGHT_FORMATS,
+    Engine,
+    EngineOptions,
+    cpu_features,
+    describe,
+    engine_from_hf,
+    resolve_format,
+)
 from corral.inference.engine.loading import load_hf_model
 from corral.inference.generation import SamplingParams
 
@@ -51,6 +59,19 @@ class _NoText:
 
     def decode(self, ids: Any, skip_special_tokens: bool = True) -> str:
         return ""
+
+
+_REF_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def _options(args: argparse.Namespace, **kw: Any) -> EngineOptions:
+    return EngineOptions(weights=args.weights, memory_cache_bytes=0, **kw)
+
+
+def _isa_flags() -> str:
+    """The vector-ISA flags of /proc/cpuinfo that decide the engine's paths (what RESULTS.md records)."""
+    keep = ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "avx_ne_convert")
+    return " ".join(f for f in keep if f in cpu_features().flags) or "none"
 
 
 def read_bandwidth_gbs(mib: int = 512) -> float:
@@ -201,14 +222,12 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.only in (None, "smollm2"):
         folder, gguf = _default_model()
         tok, hf = load_hf_model(folder, gguf)
-        engine = engine_from_hf(
-            tok, hf, model_path=folder, gguf_file=gguf, dtype=args.dtype, memory_cache_bytes=0
-        )
+        engine = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, options=_options(args))
         facts = describe(engine)
         engine = Engine(
             engine.model, tok, model_id="bench", context_window=engine.context_window, eos_token_ids=[-1]
         )
-        ref = hf.to(torch.bfloat16)
+        ref = hf.to(_REF_DTYPES[args.reference_dtype])
         runners: dict[str, Callable[[list[int], int], tuple[float, float]]] = {
             "ours": lambda p, s, e=engine: ours_once(e, p, s),
             "transformers": lambda p, s, m=ref: hf_once(m, p, s),
@@ -230,14 +249,13 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
             _NoText(),
             _with_eos(model),
             model_path=tempfile.gettempdir(),
-            dtype=args.dtype,
-            memory_cache_bytes=0,
+            options=_options(args),
         )
         facts = describe(engine)
         engine = Engine(
             engine.model, _NoText(), model_id=kind, context_window=engine.context_window, eos_token_ids=[-1]
         )
-        ref = model.to(torch.bfloat16)
+        ref = model.to(_REF_DTYPES[args.reference_dtype])
         runners = {
             "ours": lambda p, s, e=engine: ours_once(e, p, s),
             "transformers": lambda p, s, m=ref: hf_once(m, p, s),
@@ -274,11 +292,11 @@ _TTFT_CHILD = """
 import json, sys, time
 from pathlib import Path
 import torch
-from corral.inference.engine import load_engine
+from corral.inference.engine import EngineOptions, load_engine
 from corral.inference.generation import SamplingParams
-folder, gguf, cache, dtype, ids = sys.argv[1:6]
+folder, gguf, cache, weights, ids = sys.argv[1:6]
 torch.set_num_threads(int(sys.argv[6]))
-engine = load_engine(folder, gguf, dtype=dtype, cache_dir=Path(cache))
+engine = load_engine(folder, gguf, EngineOptions(weights=weights, cache_dir=Path(cache)))
 prompt = json.loads(Path(ids).read_text())
 t = time.perf_counter()
 r = engine.generate(prompt, SamplingParams(max_tokens=1))
@@ -300,7 +318,8 @@ def ttft(args: argparse.Namespace) -> dict[str, Any]:
             ids = Path(cache) / f"{label}.json"
             ids.write_text(json.dumps(prefix + question))
             done = subprocess.run(
-                [sys.executable, "-c", _TTFT_CHILD, str(folder), gguf, cache, args.dtype, str(ids), threads],
+                [sys.executable, "-c", _TTFT_CHILD, str(folder), gguf, cache, args.weights, str(ids),
+                 threads],
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -324,7 +343,7 @@ def batching(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     folder, gguf = _default_model()
     tok, hf = load_hf_model(folder, gguf)
-    base = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, dtype=args.dtype, memory_cache_bytes=0)
+    base = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, options=_options(args))
     del hf
     rows: list[dict[str, Any]] = []
     for n in args.concurrency:
@@ -366,7 +385,10 @@ def main() -> None:
     parser.add_argument("--decode-steps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--prefix-tokens", type=int, default=8000)
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--weights", default="auto", choices=["auto", *WEIGHT_FORMATS],
+                        help="the engine's weight format (auto: what this CPU runs best)")
+    parser.add_argument("--reference-dtype", default="bfloat16", choices=sorted(_REF_DTYPES),
+                        help="transformers' dtype (the baseline)")
     parser.add_argument(
         "--only", choices=["smollm2", "llama4_text", "qwen3_moe", "ttft", "batch"], default=None
     )
@@ -393,6 +415,8 @@ def main() -> None:
     started = time.perf_counter()
     bw = read_bandwidth_gbs()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
+    print(f"# CPU: {cpu_features().describe()} (flags: {_isa_flags()}); engine weights "
+          f"{resolve_format(args.weights)}, transformers {args.reference_dtype}", flush=True)
     print(f"# read bandwidth {bw:.1f} GB/s", flush=True)
     rows = throughput(args) if args.only not in ("ttft", "batch") else []
     for row in rows:

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     inference_host: str = "127.0.0.1"
     inference_port: int = Field(default=8322, ge=1, le=65535)
     inference_backend: Literal["auto", "engine", "hf"] = "auto"
+    # How the embedded engine stores its weights; auto: what this CPU runs best (packed bf16 where bf16
+    # is native, int8 on AVX2-only hosts). A format the CPU cannot run is refused at load, with the reason.
+    engine_weights: Literal["auto", "bf16-packed", "bf16", "int8", "fp32"] = "auto"
     inference_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     inference_default_max_tokens: int = Field(default=1024, ge=1, le=32768)
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from corral.inference.decoding import check_sampling, decode_tokens
 from corral.inference.engine.batching import DecodeBatcher
+from corral.inference.engine.cpu import WeightFormat, cpu_features
 from corral.inference.engine.kv_cache import KVCache
 from corral.inference.engine.model import Transformer
 from corral.inference.engine.prefix_cache import PrefixCache
@@ -29,9 +32,19 @@ from corral.inference.generation import (
     TextEngine,
     TokenConstraint,
 )
-from corral.inference.hf.textgen import check_sampling, decode_tokens
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "RequestStats"]
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """What one request cost: filled in as it runs, read by ``generate`` and the engine's totals."""
+
+    cached_tokens: int = 0  # prompt tokens restored from the prefix cache
+    prefilled_tokens: int = 0  # prompt tokens computed
+    prefill_s: float = 0.0
+    produced: int = 0  # tokens generated (the first comes out of the prefill)
+    decode_s: float = 0.0
 
 
 class Engine:
@@ -48,6 +61,7 @@ class Engine:
         prefix_cache: PrefixCache | None = None,
         prefill_chunk: int = 2048,
         max_batch: int = 16,
+        weights: WeightFormat = "fp32",
     ) -> None:
         if prefill_chunk < 1:
             raise ValueError("prefill_chunk must be positive")
@@ -59,6 +73,7 @@ class Engine:
         self.eos_token_ids = list(eos_token_ids)
         self.prefix_cache = prefix_cache
         self.prefill_chunk = prefill_chunk
+        self.weights = weights
         self._spare: list[KVCache] = []
         self._spare_lock = threading.Lock()
         self.batcher = DecodeBatcher(model, max_batch=max_batch)
@@ -89,7 +104,7 @@ class Engine:
         """Chunks of new tokens and their text; the last carries ``finish_reason``. Bad requests raise
         here, before the first chunk. Generation ends with ``length`` at ``max_tokens`` or at the window."""
         prompt = self._check(prompt_ids, params)
-        return self._run(prompt, params, constraint, {})
+        return self._run(prompt, params, constraint, RequestStats())
 
     def generate(
         self,
@@ -98,7 +113,7 @@ class Engine:
         constraint: TokenConstraint | None = None,
     ) -> GenerationResult:
         prompt = self._check(prompt_ids, params)
-        stats: dict[str, Any] = {}
+        stats = RequestStats()
         ids: list[int] = []
         parts: list[str] = []
         reason: FinishReason = "length"
@@ -110,11 +125,11 @@ class Engine:
             text="".join(parts),
             token_ids=ids,
             prompt_tokens=len(prompt),
-            cached_tokens=int(stats.get("cached_tokens", 0)),
+            cached_tokens=stats.cached_tokens,
             finish_reason=reason,
-            prefill_s=float(stats.get("prefill_s", 0.0)),
-            decode_s=float(stats.get("decode_s", 0.0)),
-            extra={"prefilled_tokens": stats.get("prefilled_tokens", 0)},
+            prefill_s=stats.prefill_s,
+            decode_s=stats.decode_s,
+            extra={"prefilled_tokens": stats.prefilled_tokens},
         )
 
     def warm(self, prompt_ids: Sequence[int]) -> int:
@@ -122,14 +137,16 @@ class Engine:
         prompt = self._check(prompt_ids, SamplingParams(max_tokens=1))
         cache = self._take_cache(len(prompt))
         try:
-            return self._prefill(prompt, cache, {})[1]
+            return self._prefill(prompt, cache, RequestStats())[1]
         finally:
             self._give_cache(cache)
 
     def warmup(self) -> None:
-        """Run a short prefill and a decode step on a scratch cache, so the first request does not pay
-        for oneDNN's kernel generation and first-touch allocations. ``load_engine`` calls it."""
-        n = min(64, self.context_window - 1)
+        """Run a few-token prefill and a decode step on a scratch cache, so the first request does not
+        pay for generating the decode kernels (oneDNN's, for packed weights) and first-touch
+        allocations. Prefill kernels depend on the chunk's length, so warming them here buys little
+        and cost seconds of every load. ``load_engine`` calls it."""
+        n = min(8, self.context_window - 1)
         cache = self.model.new_cache(n + 1)
         tokens = torch.zeros(1, n, dtype=torch.long)
         self.model.forward(tokens, cache, 0)
@@ -184,7 +201,7 @@ class Engine:
             self._spare.sort(key=lambda c: c.capacity)
             del self._spare[:-2]  # keep the two largest: enough for a request plus a warm-up
 
-    def _prefill(self, prompt: list[int], cache: KVCache, stats: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    def _prefill(self, prompt: list[int], cache: KVCache, stats: RequestStats) -> tuple[torch.Tensor, int]:
         """Restore cached prefix blocks, compute the rest in chunks; return (last logits, tokens computed)."""
         started = time.perf_counter()
         pc = self.prefix_cache
@@ -208,11 +225,9 @@ class Engine:
             new = [(j, cache.positions(j * bs, (j + 1) * bs).clone()) for j in range(matched, full)]
             if new:
                 pc.store(prompt, new)
-        stats.update(
-            cached_tokens=reused,
-            prefilled_tokens=len(prompt) - reused,
-            prefill_s=time.perf_counter() - started,
-        )
+        stats.cached_tokens = reused
+        stats.prefilled_tokens = len(prompt) - reused
+        stats.prefill_s = time.perf_counter() - started
         return logits, len(prompt) - reused
 
     def _run(
@@ -220,7 +235,7 @@ class Engine:
         prompt: list[int],
         params: SamplingParams,
         constraint: TokenConstraint | None,
-        stats: dict[str, Any],
+        stats: RequestStats,
     ) -> Iterator[StreamChunk]:
         budget = min(params.max_tokens, self.context_window - len(prompt))
         cache = self._take_cache(len(prompt) + budget)
@@ -234,7 +249,7 @@ class Engine:
         prompt: list[int],
         params: SamplingParams,
         constraint: TokenConstraint | None,
-        stats: dict[str, Any],
+        stats: RequestStats,
         cache: KVCache,
         budget: int,
     ) -> Iterator[StreamChunk]:
@@ -251,8 +266,8 @@ class Engine:
                     produced += len(chunk.token_ids)
                     yield chunk
         finally:
-            stats["produced"] = produced
-            stats["decode_s"] = time.perf_counter() - decode_started
+            stats.produced = produced
+            stats.decode_s = time.perf_counter() - decode_started
             self._record(len(prompt), stats)
 
     def _step(self, new: list[int], cache: KVCache) -> torch.Tensor:
@@ -262,20 +277,15 @@ class Engine:
             return self.batcher.step(new[0], cache)[0]
         return self.model.forward(torch.tensor([new], dtype=torch.long), cache, cache.length)[0]
 
-    def _record(self, prompt_tokens: int, stats: dict[str, Any]) -> None:
+    def _record(self, prompt_tokens: int, stats: RequestStats) -> None:
         with self._totals_lock:
             t = self._totals
             t["requests"] += 1
             t["prompt"] += prompt_tokens
-            t["cached"] += int(stats.get("cached_tokens", 0))
+            t["cached"] += stats.cached_tokens
             # The first token comes out of the prefill; decode throughput counts the steps after it.
-            t["decoded"] += max(int(stats.get("produced", 0)) - 1, 0)
-            t["decode_s"] += float(stats.get("decode_s", 0.0))
-
-
-def as_text_engine(engine: Engine) -> TextEngine:
-    """The engine as the contract type (mypy proves ``Engine`` satisfies ``TextEngine`` here)."""
-    return engine
+            t["decoded"] += max(stats.produced - 1, 0)
+            t["decode_s"] += stats.decode_s
 
 
 def describe(engine: Engine) -> dict[str, Any]:
@@ -287,8 +297,14 @@ def describe(engine: Engine) -> dict[str, Any]:
         "model_id": engine.model_id,
         "family": spec.family,
         "layers": spec.num_layers,
+        "weights": engine.weights,
         "dtype": str(engine.model.dtype).removeprefix("torch."),
+        "cpu": cpu_features().describe(),
         "context_window": engine.context_window,
         "active_bytes_per_token": active_bytes_per_token(engine.model.weights, spec),
         "prefix_cache_dir": str(getattr(engine.prefix_cache, "_dir", None) or ""),
     }
+
+
+if TYPE_CHECKING:  # mypy proves here that ``Engine`` fits the ``TextEngine`` contract
+    _fits: type[TextEngine] = Engine

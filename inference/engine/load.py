@@ -1,86 +1,51 @@
-"""``load_engine``: a model folder (or folder + GGUF file) → a ready ``Engine``."""
+"""``load_engine``: a model folder (or folder + GGUF file) → a ready ``Engine``, under ``EngineOptions``."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import torch
-
+from corral.inference.decoding import eos_ids
+from corral.inference.engine.cpu import WeightFormat, resolve_format
 from corral.inference.engine.engine import Engine
 from corral.inference.engine.loading import load_hf_model, model_fingerprint, transformer_from_hf
 from corral.inference.engine.prefix_cache import PrefixCache
 from corral.inference.errors import InferenceError
-from corral.inference.hf.chat_model import eos_ids
 
-__all__ = ["auto_dtype", "engine_from_hf", "load_engine"]
-
-DType = Literal["auto", "float32", "bfloat16"]
+__all__ = ["EngineOptions", "engine_from_hf", "load_engine"]
 
 
-@lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How to load and run a model; every field has a working default.
 
+    ``weights``: ``auto`` (the CPU's best format, ``cpu.py``) or a named format, refused with the reason
+    when the CPU cannot run it. ``cache_dir`` turns on the on-disk prefix cache (the in-memory one is
+    always on). ``converted_dir`` keeps converted copies of GGUF files so later loads skip the
+    conversion. ``context_window`` caps the model's trained window.
+    """
 
-def auto_dtype() -> torch.dtype:
-    """bf16 where the CPU multiplies bf16 natively (AVX-512-bf16 or AMX), else fp32: emulated bf16
-    matmuls are slower than fp32 ones."""
-    flags = _cpu_flags()
-    return torch.bfloat16 if {"avx512_bf16", "amx_bf16"} & flags else torch.float32
-
-
-def _resolve_dtype(dtype: DType | torch.dtype) -> torch.dtype:
-    if not isinstance(dtype, str):
-        return dtype
-    if dtype not in ("auto", "float32", "bfloat16"):
-        raise InferenceError(f"dtype {dtype!r} is not one of auto, float32, bfloat16")
-    return auto_dtype() if dtype == "auto" else getattr(torch, dtype)
+    weights: WeightFormat | str = "auto"
+    context_window: int | None = None
+    cache_dir: Path | None = None
+    converted_dir: Path | None = None
+    prefill_chunk: int = 2048
+    block_size: int = 64
+    memory_cache_bytes: int = 1 << 30
+    disk_cache_bytes: int = 8 << 30
+    max_batch: int = 16
 
 
 def load_engine(
-    model_path: str | Path,
-    gguf_file: str | None = None,
-    *,
-    dtype: DType | torch.dtype = "auto",
-    cache_dir: Path | None = None,
-    context_window: int | None = None,
-    int8: bool = False,
-    pack: bool | None = None,
-    prefill_chunk: int = 2048,
-    block_size: int = 64,
-    memory_cache_bytes: int = 1 << 30,
-    disk_cache_bytes: int = 8 << 30,
+    model_path: str | Path, gguf_file: str | None = None, options: EngineOptions | None = None
 ) -> Engine:
-    """Load a model for the engine. ``cache_dir`` turns on the on-disk prefix cache (the in-memory one is
-    always on); ``context_window`` caps the model's trained window; ``int8`` quantises weights per
-    output channel (activations stay in ``dtype``); ``pack`` prepacks weights for oneDNN (default: in
-    bf16). Raises ``InferenceError`` for anything unusable."""
-    torch_dtype = _resolve_dtype(dtype)
-    tokenizer, hf_model = load_hf_model(model_path, gguf_file)
-    return engine_from_hf(
-        tokenizer,
-        hf_model,
-        model_path=model_path,
-        gguf_file=gguf_file,
-        dtype=torch_dtype,
-        cache_dir=cache_dir,
-        context_window=context_window,
-        int8=int8,
-        pack=pack,
-        prefill_chunk=prefill_chunk,
-        block_size=block_size,
-        memory_cache_bytes=memory_cache_bytes,
-        disk_cache_bytes=disk_cache_bytes,
-    )
+    """Load a model for the engine. Raises ``InferenceError`` for anything unusable, including a weight
+    format the CPU cannot run (checked before the weights are read)."""
+    opts = options or EngineOptions()
+    resolve_format(str(opts.weights))
+    tokenizer, hf_model = load_hf_model(model_path, gguf_file, converted_dir=opts.converted_dir)
+    return engine_from_hf(tokenizer, hf_model, model_path=model_path, gguf_file=gguf_file, options=opts)
 
 
 def engine_from_hf(
@@ -89,35 +54,24 @@ def engine_from_hf(
     *,
     model_path: str | Path,
     gguf_file: str | None = None,
-    dtype: DType | torch.dtype = "auto",
-    cache_dir: Path | None = None,
-    context_window: int | None = None,
-    int8: bool = False,
-    pack: bool | None = None,
-    prefill_chunk: int = 2048,
-    block_size: int = 64,
-    memory_cache_bytes: int = 1 << 30,
-    disk_cache_bytes: int = 8 << 30,
+    options: EngineOptions | None = None,
 ) -> Engine:
     """``load_engine`` over an already loaded transformers model (which stays usable: benchmarks and
     parity tests run both from one load). ``model_path``/``gguf_file`` feed the cache fingerprint."""
-    torch_dtype = _resolve_dtype(dtype)
-    if pack is None:
-        pack = torch_dtype == torch.bfloat16 and _can_pack_bf16()
-    transformer = transformer_from_hf(hf_model, torch_dtype, int8=int8, pack=pack and not int8)
-    eos = eos_ids(tokenizer, hf_model)
+    opts = options or EngineOptions()
+    weights = resolve_format(str(opts.weights))
+    transformer = transformer_from_hf(hf_model, weights)
     trained = transformer.spec.max_position_embeddings
-    window = min(context_window or trained, trained)
+    window = min(opts.context_window or trained, trained)
     if window < 2:
         raise InferenceError(f"context window {window} is too small")
-    variant = f"{torch_dtype}:{'int8' if int8 else 'dense'}"
-    fingerprint = model_fingerprint(model_path, gguf_file, transformer.spec, variant)
+    fingerprint = model_fingerprint(model_path, gguf_file, transformer.spec, weights)
     prefix = PrefixCache(
         fingerprint,
-        block_size=block_size,
-        memory_bytes=memory_cache_bytes,
-        disk_dir=cache_dir,
-        disk_bytes=disk_cache_bytes,
+        block_size=opts.block_size,
+        memory_bytes=opts.memory_cache_bytes,
+        disk_dir=opts.cache_dir,
+        disk_bytes=opts.disk_cache_bytes,
     )
     name = Path(gguf_file).stem if gguf_file else Path(model_path).name
     engine = Engine(
@@ -125,16 +79,11 @@ def engine_from_hf(
         tokenizer,
         model_id=name,
         context_window=window,
-        eos_token_ids=eos,
+        eos_token_ids=eos_ids(tokenizer, hf_model),
         prefix_cache=prefix,
-        prefill_chunk=prefill_chunk,
+        prefill_chunk=opts.prefill_chunk,
+        max_batch=opts.max_batch,
+        weights=weights,
     )
     engine.warmup()
     return engine
-
-
-def _can_pack_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False

@@ -8,12 +8,17 @@ transposed expert tensors, tied embeddings.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
+from corral.inference.engine.cpu import WeightFormat, compute_dtype
 from corral.inference.engine.model import (
     DenseWeights,
     ExpertBank,
@@ -26,14 +31,54 @@ from corral.inference.engine.model import (
 from corral.inference.engine.spec import ModelSpec, rope_inv_freq, spec_from_config
 from corral.inference.errors import InferenceError
 
-__all__ = ["load_hf_model", "model_fingerprint", "transformer_from_hf"]
+__all__ = ["file_sha256", "load_hf_model", "model_fingerprint", "transformer_from_hf"]
+
+log = logging.getLogger(__name__)
 
 _FFN_NAMES = ("mlp", "block_sparse_moe", "feed_forward")
 _ROUTER_NAMES = ("gate.weight", "router.weight", "router.layer.weight")
 
 
-def load_hf_model(model_path: str | Path, gguf_file: str | None = None) -> tuple[Any, Any]:
-    """Load (tokenizer, transformers model in fp32) offline; errors become ``InferenceError``."""
+def load_hf_model(
+    model_path: str | Path, gguf_file: str | None = None, *, converted_dir: Path | None = None
+) -> tuple[Any, Any]:
+    """Load (tokenizer, transformers model in fp32) offline; errors become ``InferenceError``.
+
+    Reading a GGUF converts and dequantises every tensor (tens of seconds). With ``converted_dir`` the
+    converted model is kept there as safetensors under the GGUF's sha256, so the next process loads
+    that copy in seconds; a changed GGUF has another hash and is converted afresh."""
+    path = Path(model_path)
+    if not path.exists():
+        raise InferenceError(f"model path {path} does not exist")
+    if gguf_file is None or converted_dir is None:
+        return _from_pretrained(path, gguf_file)
+    source = path / gguf_file
+    if not source.is_file():
+        raise InferenceError(f"model file {source} does not exist")
+    copy = converted_dir / file_sha256(source)
+    if (copy / _COMPLETE).is_file():
+        try:
+            return _from_pretrained(copy, None)
+        except InferenceError as exc:  # a damaged copy is rebuilt from the GGUF, not fatal
+            log.warning("converted copy %s is unusable (%s); converting %s again", copy, exc, source)
+            shutil.rmtree(copy, ignore_errors=True)
+    tokenizer, model = _from_pretrained(path, gguf_file)
+    _keep_converted(tokenizer, model, copy)
+    return tokenizer, model
+
+
+_COMPLETE = "corral-converted"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _from_pretrained(path: Path, gguf_file: str | None) -> tuple[Any, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -41,41 +86,63 @@ def load_hf_model(model_path: str | Path, gguf_file: str | None = None) -> tuple
     quiet: Any = hf_logging
     quiet.disable_progress_bar()
     quiet.set_verbosity_error()
-    path = Path(model_path)
-    if not path.exists():
-        raise InferenceError(f"model path {path} does not exist")
     try:
         tokenizer: Any = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file)
         model: Any = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file, dtype=torch.float32)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise InferenceError(f"cannot load a model from {path}: {exc}") from exc
     return tokenizer, model.eval()
 
 
-def transformer_from_hf(
-    model: Any, dtype: torch.dtype, *, int8: bool = False, pack: bool = False
-) -> Transformer:
-    """Map a loaded transformers causal LM onto the engine. The transformers model can be dropped after.
-    ``int8`` quantises the matmul weights; ``pack`` prepacks them for oneDNN (bf16 on capable CPUs)."""
+def _keep_converted(tokenizer: Any, model: Any, copy: Path) -> None:
+    """Write the converted model to ``copy`` (via a sibling temp folder and a rename, so a reader never
+    sees half a copy). A full disk or a read-only data dir costs the next load time, nothing else."""
+    tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        # transformers will not save a model it read from GGUF (it counts as quantised), so the
+        # converted tensors, the config without its GGUF marker, and the tokenizer are written here.
+        from safetensors.torch import save_model
+
+        save_model(model, str(tmp / "model.safetensors"))
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _COMPLETE).write_text("ok\n", encoding="ascii")
+        tmp.replace(copy)
+    except OSError as exc:
+        log.warning("could not keep a converted copy of the model at %s: %s", copy, exc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def transformer_from_hf(model: Any, weights: WeightFormat) -> Transformer:
+    """Map a loaded transformers causal LM onto the engine with its matmul weights in ``weights`` (see
+    ``cpu.py``; the caller has checked the CPU runs it). The transformers model can be dropped after."""
     spec = spec_from_config(model.config)
+    dtype = compute_dtype(weights)
     state = {k: v.detach() for k, v in model.state_dict().items()}
     prefix = _model_prefix(state)
     out_emb = model.get_output_embeddings()
     lm_head = out_emb.weight.detach() if out_emb is not None else state[f"{prefix}embed_tokens.weight"]
     layers = [_layer(state, f"{prefix}layers.{i}.", spec, i, dtype) for i in range(spec.num_layers)]
-    weights = Weights(
+    converted = Weights(
         embed=_cast(state[f"{prefix}embed_tokens.weight"], dtype),
         norm=_cast(state[f"{prefix}norm.weight"], dtype),
         lm_head=Linear(_cast(lm_head, dtype)),
         layers=layers,
     )
-    for lin in weights.linears():
-        if int8:
+    for lin in converted.linears():
+        if weights == "int8":
             lin.quantize_int8()
-        elif pack:
+        elif weights == "bf16":
+            lin.store_bf16()
+        elif weights == "bf16-packed":
             lin.pack()
     inv_freq, scaling = rope_inv_freq(model.config, spec)
-    return Transformer(spec, weights, inv_freq, scaling, dtype)
+    return Transformer(spec, converted, inv_freq, scaling, dtype)
 
 
 def _model_prefix(state: dict[str, torch.Tensor]) -> str:
@@ -159,7 +226,7 @@ def _layer(
 
 
 def model_fingerprint(model_path: str | Path, gguf_file: str | None, spec: ModelSpec, variant: str) -> str:
-    """A content-derived id for the prefix cache: the spec, the compute variant (dtype, int8) and, per
+    """A content-derived id for the prefix cache: the spec, the weight format and, per
     weight file, its size and a hash of its first and last MiB. Paths and mtimes do not enter, so copying
     a model keeps its cache and replacing its weights invalidates it."""
     h = hashlib.sha256()

@@ -43,22 +43,43 @@ _PACKED_MAX_ROWS = 32  # inputs with more rows than this take the plain-layout m
 
 
 class Linear:
-    """``y = x @ w.T (+ b)`` with the weight in the compute dtype, prepacked for oneDNN, or int8 per
-    output channel (weight-only: activations stay in the compute dtype)."""
+    """``y = x @ w.T (+ b)`` for one weight format of ``cpu.py``. Activations arrive in the compute dtype.
 
-    __slots__ = ("bias", "packed", "qweight", "scales", "weight")
+    * plain: the weight in the compute dtype (fp32, or bf16 under ``bf16-packed``) and, after ``pack``,
+      a oneDNN-prepacked copy for few-row (decode) calls;
+    * ``store_bf16``: the weight in bf16 under fp32 compute. Few-row calls run torch's bf16 GEMV, which
+      accumulates in fp32 and reads half of fp32's bytes; many-row calls (prefill) upcast the weight
+      for one fp32 GEMM, whose cost dwarfs the conversion;
+    * ``quantize_int8``: int8 per output channel (a quarter of fp32's bytes), few-row calls through
+      torch's weight-only ``_weight_int8pack_mm``, many-row calls dequantised like bf16.
+    """
+
+    __slots__ = ("bias", "out_features", "packed", "scales", "stored", "weight", "weight_bytes")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.weight: torch.Tensor | None = weight.contiguous()
         self.bias = bias
+        self.out_features = int(weight.shape[0])
+        self.weight_bytes = weight.numel() * weight.element_size()
         self.packed: torch.Tensor | None = None
-        self.qweight: torch.Tensor | None = None
-        self.scales: torch.Tensor | None = None
+        self.stored: torch.Tensor | None = None  # bf16 or int8 weight under fp32 compute
+        self.scales: torch.Tensor | None = None  # int8: per output channel
+
+    def store_bf16(self) -> None:
+        if self.weight is None:
+            return
+        self.stored = self.weight.to(torch.bfloat16).contiguous()
+        self.weight_bytes = self.stored.numel() * 2
+        self.weight = None
 
     def quantize_int8(self) -> None:
         if self.weight is None:
             return
-        self.qweight, self.scales = quantize_rows(self.weight)
+        w = self.weight.float()
+        scales = (w.abs().amax(dim=-1) / 127.0).clamp(min=1e-8)
+        self.stored = torch.round(w / scales.unsqueeze(-1)).clamp(-127, 127).to(torch.int8).contiguous()
+        self.scales = scales.to(torch.bfloat16)
+        self.weight_bytes = self.stored.numel() + scales.numel() * 2
         self.weight = None
 
     def pack(self) -> None:
@@ -70,30 +91,42 @@ class Linear:
         self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None and x.numel() <= _PACKED_MAX_ROWS * x.shape[-1]:
-            y: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-            return y
+        few = x.numel() <= _PACKED_MAX_ROWS * x.shape[-1]
         if self.weight is not None:
+            if self.packed is not None and few:
+                out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(
+                    x, self.packed, self.bias, "none", [], ""
+                )
+                return out
             return F.linear(x, self.weight, self.bias)
-        assert self.qweight is not None and self.scales is not None
-        shape = x.shape
-        y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]), self.qweight, self.scales)
-        y = y.reshape(*shape[:-1], y.shape[-1])
+        assert self.stored is not None
+        if not few:
+            return F.linear(x, self.dequantized(), self.bias)
+        if self.scales is None:
+            if x.numel() == x.shape[-1]:
+                # One row: ``mv`` takes torch's bf16 GEMV that splits rows across threads; ``linear``
+                # runs it on one thread (measured on AVX2 with 2 threads: 29 against 8.5 GB/s).
+                y = torch.mv(self.stored, x.reshape(-1).to(torch.bfloat16)).float().view(*x.shape[:-1], -1)
+            else:
+                y = F.linear(x.to(torch.bfloat16), self.stored).float()
+        else:
+            shape = x.shape
+            flat = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+            y = torch._weight_int8pack_mm(flat, self.stored, self.scales).float()
+            y = y.view(*shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight in fp32 (a new tensor for stored formats)."""
+        if self.weight is not None:
+            return self.weight
+        assert self.stored is not None
+        w = self.stored.float()
+        return w if self.scales is None else w * self.scales.float().unsqueeze(-1)
 
     def nbytes(self) -> int:
         """Bytes one few-row call reads (the packed copy when there is one, not both layouts)."""
-        main = self.packed if self.packed is not None else self.weight
-        tensors = [main, self.qweight, self.scales, self.bias]
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-
-def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per row (last dim reduced): returns ``(int8 weights, scales in w's dtype)``."""
-    wf = w.float()
-    scales = wf.abs().amax(dim=-1).clamp(min=1e-8) / 127.0
-    q = torch.round(wf / scales.unsqueeze(-1)).clamp(-127, 127).to(torch.int8)
-    return q.contiguous(), scales.to(w.dtype).contiguous()
+        return self.weight_bytes + (0 if self.bias is None else self.bias.numel() * self.bias.element_size())
 
 
 class ExpertBank:
@@ -103,6 +136,10 @@ class ExpertBank:
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.linears = [Linear(weight[e]) for e in range(weight.shape[0])]
+
+    def store_bf16(self) -> None:
+        for lin in self.linears:
+            lin.store_bf16()
 
     def quantize_int8(self) -> None:
         for lin in self.linears:

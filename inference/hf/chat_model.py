@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from corral.inference.decoding import check_sampling, decode_tokens, eos_ids
 from corral.inference.errors import ContextOverflowError, InferenceError
 from corral.inference.generation import (
     FinishReason,
@@ -25,9 +26,8 @@ from corral.inference.generation import (
     TextEngine,
     TokenConstraint,
 )
-from corral.inference.hf.textgen import check_sampling, decode_tokens
 
-__all__ = ["HFChatModel", "eos_ids"]
+__all__ = ["HFChatModel"]
 
 
 class HFChatModel:
@@ -151,19 +151,5 @@ class HFChatModel:
         )
 
 
-def eos_ids(tokenizer: Any, model: Any) -> list[int]:
-    """End-of-turn ids: the tokenizer's EOS first, then any the generation config adds."""
-    ids: list[int] = []
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (tokenizer.eos_token_id, configured):
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None and int(item) not in ids:
-                ids.append(int(item))
-    if not ids:
-        raise InferenceError("the model declares no end-of-sequence token")
-    return ids
-
-
-def as_text_engine(model: HFChatModel) -> TextEngine:
-    """The reference backend as the contract type (mypy proves ``HFChatModel`` satisfies it)."""
-    return model
+if TYPE_CHECKING:  # mypy proves here that the reference fits the ``TextEngine`` contract
+    _fits: type[TextEngine] = HFChatModel

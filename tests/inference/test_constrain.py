@@ -14,10 +14,10 @@ from corral.inference.chat import ChatRequest, ChatService, ResponseFormat, Tool
 from corral.inference.chat.tools import parse_tool_calls, parse_tool_choice, parse_tools
 from corral.inference.constrain import ConstraintCompiler, GrammarConstraint, tools_grammar
 from corral.inference.constrain.compiler import MAX_GRAMMAR_CHARS
+from corral.inference.decoding import TextAssembler, sample_token
 from corral.inference.errors import ConstraintError, InvalidRequestError
 from corral.inference.generation import SamplingParams
 from corral.inference.hf import HFChatModel
-from corral.inference.hf.textgen import TextAssembler, sample_token
 
 WEATHER = {
     "type": "object",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from corral.inference.engine.cpu import WeightFormat, cpu_features
 from corral.inference.engine.loading import transformer_from_hf
 from corral.inference.engine.spec import spec_from_config
 from corral.inference.errors import InferenceError
@@ -74,6 +75,13 @@ CONFIGS = [
 ]
 
 
+def _require(fmt: WeightFormat) -> None:
+    """Skip, saying why, where this CPU cannot run ``fmt`` (each path is tested where it exists)."""
+    why = cpu_features().refusal(fmt)
+    if why is not None:
+        pytest.skip(f"this CPU ({cpu_features().describe()}) has no {fmt} path: {why}")
+
+
 def _reference(name: str) -> Any:
     from transformers import AutoModelForCausalLM
 
@@ -96,7 +104,7 @@ def _greedy_reference(model: Any, prompt: torch.Tensor) -> tuple[list[int], list
 @pytest.mark.parametrize("name", CONFIGS)
 def test_prefill_and_decode_logits_match_transformers(name: str) -> None:
     ref = _reference(name)
-    engine = transformer_from_hf(ref, torch.float32)
+    engine = transformer_from_hf(ref, "fp32")
     torch.manual_seed(1)
     prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
     with torch.inference_mode():
@@ -120,7 +128,7 @@ def test_chunked_prefill_matches_one_shot(name: str) -> None:
     """Prefill cut into 5-token pieces (crossing Llama 4's 8-token attention chunks and the 7-token
     sliding window; under full attention each later piece attends to the cached prefix and to itself in
     two passes merged by log-sum-exp) leaves the same cache and logits as one pass."""
-    engine = transformer_from_hf(_reference(name), torch.float32)
+    engine = transformer_from_hf(_reference(name), "fp32")
     torch.manual_seed(2)
     prompt = torch.randint(1, COMMON["vocab_size"], (1, 23))
     whole = engine.new_cache(32)
@@ -152,23 +160,47 @@ def test_unsupported_family_is_refused_with_its_name() -> None:
         spec_from_config(GPT2Config())
 
 
-def test_int8_weights_stay_close_to_fp32() -> None:
-    ref = _reference("qwen3_moe")
-    full = transformer_from_hf(ref, torch.float32)
-    quant = transformer_from_hf(ref, torch.float32, int8=True)
+@pytest.mark.parametrize("name", ["llama", "qwen3_moe"])
+def test_int8_weights_stay_close_to_fp32(name: str) -> None:
+    """int8 weights track fp32 in prefill (dequantised GEMM) and in the decode step (int8 GEMV)."""
+    ref = _reference(name)
+    full = transformer_from_hf(ref, "fp32")
+    quant = transformer_from_hf(ref, "int8")
     prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
     a = full.forward(prompt, full.new_cache(PROMPT), 0, all_logits=True)
     b = quant.forward(prompt, quant.new_cache(PROMPT), 0, all_logits=True)
     similarity = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     assert similarity.mean() > 0.99 and similarity.min() > 0.95
+    cache = quant.new_cache(PROMPT + 1)
+    quant.forward(prompt[:, :-1], cache, 0)
+    step = quant.forward(prompt[:, -1:], cache, PROMPT - 1)  # one row: the decode path
+    assert torch.nn.functional.cosine_similarity(step[0], a[-1], dim=0) > 0.95
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen3_moe"])
+def test_bf16_weights_follow_fp32(name: str) -> None:
+    """bf16 weights under fp32 compute (the default on AVX2-only CPUs) track fp32 in prefill and decode."""
+    ref = _reference(name)
+    full = transformer_from_hf(ref, "fp32")
+    half = transformer_from_hf(ref, "bf16")
+    prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
+    a = full.forward(prompt, full.new_cache(PROMPT), 0, all_logits=True)
+    b = half.forward(prompt, half.new_cache(PROMPT), 0, all_logits=True)
+    assert b.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(a, b, dim=-1).min() > 0.99
+    cache = half.new_cache(PROMPT)
+    half.forward(prompt[:, :-1], cache, 0)
+    step = half.forward(prompt[:, -1:], cache, PROMPT - 1)
+    assert torch.nn.functional.cosine_similarity(step[0], a[-1], dim=0) > 0.99
 
 
 @pytest.mark.parametrize("name", ["llama4_text", "qwen3_moe"])
 def test_bf16_packed_weights_follow_fp32(name: str) -> None:
     """bf16 with oneDNN-prepacked weights (the default on AVX-512-bf16/AMX CPUs) tracks fp32."""
+    _require("bf16-packed")
     ref = _reference(name)
-    full = transformer_from_hf(ref, torch.float32)
-    packed = transformer_from_hf(ref, torch.bfloat16, pack=True)
+    full = transformer_from_hf(ref, "fp32")
+    packed = transformer_from_hf(ref, "bf16-packed")
     prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
     a = full.forward(prompt, full.new_cache(PROMPT + 1), 0, all_logits=True)
     b = packed.forward(prompt, packed.new_cache(PROMPT + 1), 0, all_logits=True).float()
@@ -182,7 +214,7 @@ def test_bf16_packed_weights_follow_fp32(name: str) -> None:
 def test_batched_decode_step_equals_one_sequence_at_a_time(name: str) -> None:
     """Concurrent requests decode in one ``forward_batch``: three sequences at different lengths (across
     Llama 4's attention chunks and the sliding window) get the logits and caches they get alone."""
-    engine = transformer_from_hf(_reference(name), torch.float32)
+    engine = transformer_from_hf(_reference(name), "fp32")
     torch.manual_seed(2)
     lengths = [3, 9, PROMPT]
     prompts = [torch.randint(1, COMMON["vocab_size"], (1, n)) for n in lengths]
@@ -204,7 +236,7 @@ def test_batched_decode_step_equals_one_sequence_at_a_time(name: str) -> None:
 
 
 def test_batched_decode_refuses_a_full_cache_before_any_write() -> None:
-    engine = transformer_from_hf(_reference("llama"), torch.float32)
+    engine = transformer_from_hf(_reference("llama"), "fp32")
     roomy, full = engine.new_cache(8), engine.new_cache(4)
     engine.forward(torch.tensor([[1, 2, 3]]), roomy, 0)
     engine.forward(torch.tensor([[1, 2, 3, 4]]), full, 0)
@@ -216,7 +248,7 @@ def test_batched_decode_refuses_a_full_cache_before_any_write() -> None:
 
 
 def test_routing_counts_give_each_moe_layer_its_expert_shares() -> None:
-    engine = transformer_from_hf(_reference("qwen3_moe"), torch.float32)
+    engine = transformer_from_hf(_reference("qwen3_moe"), "fp32")
     prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
     cache = engine.new_cache(PROMPT + 1)
     engine.forward(prompt, cache, 0)  # grouped path: 13 tokens x top-2

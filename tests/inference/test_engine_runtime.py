@@ -12,19 +12,19 @@ import pytest
 import torch
 
 from corral.inference.chat import build_prompt
-from corral.inference.engine import Engine, describe, engine_from_hf, load_engine
+from corral.inference.decoding import Penalties
+from corral.inference.engine import Engine, EngineOptions, describe, engine_from_hf, load_engine
 from corral.inference.engine.batching import DecodeBatcher
 from corral.inference.engine.loading import load_hf_model
 from corral.inference.errors import ContextOverflowError, InferenceError
 from corral.inference.generation import SamplingParams, TextEngine
-from corral.inference.hf.textgen import Penalties
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_chat_model: Path) -> tuple[Any, Any, Engine]:
     """(tokenizer, transformers reference, engine) over the tiny random Llama; one load for the module."""
     tok, hf = load_hf_model(tiny_chat_model)
-    engine = engine_from_hf(tok, hf, model_path=tiny_chat_model, dtype="float32")
+    engine = engine_from_hf(tok, hf, model_path=tiny_chat_model, options=EngineOptions(weights="fp32"))
     return tok, hf, engine
 
 
@@ -225,7 +225,7 @@ def test_generation_stops_at_the_window(tiny: tuple[Any, Any, Engine]) -> None:
 
 def test_bf16_engine_runs_close_to_fp32(tiny: tuple[Any, Any, Engine], tiny_chat_model: Path) -> None:
     tok, hf, engine = tiny
-    bf16 = engine_from_hf(tok, hf, model_path=tiny_chat_model, dtype="bfloat16")
+    bf16 = engine_from_hf(tok, hf, model_path=tiny_chat_model, options=EngineOptions(weights="bf16"))
     prompt = torch.tensor([_prompt(engine)])
     a = engine.model.forward(prompt, engine.model.new_cache(prompt.shape[1]), 0).float()
     b = bf16.model.forward(prompt, bf16.model.new_cache(prompt.shape[1]), 0).float()
@@ -239,8 +239,8 @@ def test_unloadable_paths_are_inference_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(InferenceError):
         load_engine(tmp_path)
-    with pytest.raises(InferenceError, match="dtype"):
-        load_engine(tmp_path, dtype="float8")  # type: ignore[arg-type]
+    with pytest.raises(InferenceError, match="weight format 'float8'"):
+        load_engine(tmp_path, options=EngineOptions(weights="float8"))
 
 
 @pytest.mark.model
@@ -250,7 +250,7 @@ def test_smollm2_gguf_greedy_text_equals_transformers() -> None:
 
     folder, gguf = Settings().resolved_chat_model()
     tok, hf = load_hf_model(folder, gguf)
-    engine = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, dtype="float32")
+    engine = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, options=EngineOptions(weights="fp32"))
     prompt = build_prompt(engine.tokenizer, [{"role": "user", "content": "What is the capital of France?"}])
     ours = engine.generate(prompt, SamplingParams(max_tokens=24))
     reference = _hf_greedy(hf, prompt, 24)

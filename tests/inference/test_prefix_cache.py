@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from corral.inference.engine import Engine, engine_from_hf
+from corral.inference.engine import Engine, EngineOptions, engine_from_hf
 from corral.inference.engine.loading import load_hf_model
 from corral.inference.engine.prefix_cache import PrefixCache
 from corral.inference.generation import SamplingParams
@@ -29,9 +29,8 @@ def loaded(tiny_chat_model: Path) -> tuple[Any, Any]:
 
 def _engine(loaded: tuple[Any, Any], model: Path, cache_dir: Path | None, **kw: Any) -> Engine:
     tok, hf = loaded
-    return engine_from_hf(
-        tok, hf, model_path=model, dtype="float32", cache_dir=cache_dir, block_size=BLOCK, **kw
-    )
+    options = EngineOptions(weights="fp32", cache_dir=cache_dir, block_size=BLOCK, **kw)
+    return engine_from_hf(tok, hf, model_path=model, options=options)
 
 
 def _corpus(n: int = 100) -> list[int]:
@@ -83,9 +82,10 @@ def test_a_new_process_reuses_the_disk_cache(
     script = (
         "import json, sys, torch\n"
         "from pathlib import Path\n"
-        "from corral.inference.engine import load_engine\n"
+        "from corral.inference.engine import EngineOptions, load_engine\n"
         "from corral.inference.generation import SamplingParams\n"
-        "e = load_engine(sys.argv[1], dtype='float32', cache_dir=Path(sys.argv[2]), block_size=16)\n"
+        "o = EngineOptions(weights='fp32', cache_dir=Path(sys.argv[2]), block_size=16)\n"
+        "e = load_engine(sys.argv[1], options=o)\n"
         "r = e.generate(json.loads(sys.argv[3]), SamplingParams(max_tokens=8))\n"
         "print(json.dumps({'cached': r.cached_tokens, 'ids': r.token_ids}))\n"
     )

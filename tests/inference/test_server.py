@@ -25,7 +25,7 @@ import pytest
 import torch
 import uvicorn
 
-from corral.inference.engine import Engine, engine_from_hf
+from corral.inference.engine import Engine, EngineOptions, engine_from_hf
 from corral.inference.hf import HFChatModel
 from corral.inference.server import create_inference_app
 
@@ -61,7 +61,8 @@ def tiny_moe_engine(tiny_chat_model: Path) -> Engine:
         eos_token_id=tok.eos_token_id,
     )
     model = Qwen3MoeForCausalLM(config).eval()
-    engine = engine_from_hf(tok, model, model_path=tiny_chat_model, dtype="float32", block_size=4)
+    engine = engine_from_hf(tok, model, model_path=tiny_chat_model,
+                            options=EngineOptions(weights="fp32", block_size=4))
     engine.model_id = engine.name = "tiny-moe"
     return engine
 
@@ -412,9 +413,9 @@ def test_cli_reports_a_missing_model_without_a_traceback(tmp_path: Path) -> None
 
 
 def test_serves_the_embedded_engine(tiny_chat_model: Path) -> None:
-    from corral.inference.engine import load_engine
+    from corral.inference.engine import EngineOptions, load_engine
 
-    engine = load_engine(tiny_chat_model, dtype="float32", block_size=16)
+    engine = load_engine(tiny_chat_model, options=EngineOptions(weights="fp32", block_size=16))
     with serving({"engine": engine}) as url, openai.OpenAI(base_url=f"{url}/v1", api_key="x",
                                                            max_retries=0) as c:
         messages = [{"role": "user", "content": "a question long enough to fill a few cache blocks " * 3}]

@@ -1,5 +1,6 @@
-"""The decode loop every backend shares (``decode_tokens``) and its pieces: sampling, penalties, and text
-out of token ids with stop strings.
+"""The decode loop every backend shares (``decode_tokens``) and its pieces: sampling, penalties, end-of-turn
+ids, and text out of token ids with stop strings. The embedded engine and the transformers reference both
+decode through it; it knows nothing of either (a ``step`` callback feeds the model).
 
 ``TextAssembler`` turns ids into text incrementally (holding back an incomplete UTF-8 sequence, and any
 tail that could still grow into a stop string) so a stream never emits text it must take back.
@@ -14,7 +15,7 @@ from typing import Any
 from corral.inference.errors import InferenceError
 from corral.inference.generation import FinishReason, SamplingParams, StreamChunk, TokenConstraint
 
-__all__ = ["Penalties", "TextAssembler", "check_sampling", "decode_tokens", "sample_token"]
+__all__ = ["Penalties", "TextAssembler", "check_sampling", "decode_tokens", "eos_ids", "sample_token"]
 
 
 def sample_token(logits: Any, params: SamplingParams, generator: Any, allowed: Any = None) -> int:
@@ -38,6 +39,19 @@ def sample_token(logits: Any, params: SamplingParams, generator: Any, allowed: A
         choice = torch.multinomial(sorted_probs, 1, generator=generator)
         return int(order[choice])
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    """End-of-turn ids: the tokenizer's EOS first, then any ``model.generation_config`` adds."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, configured):
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and int(item) not in ids:
+                ids.append(int(item))
+    if not ids:
+        raise InferenceError("the model declares no end-of-sequence token")
+    return ids
 
 
 def check_sampling(params: SamplingParams) -> None:
