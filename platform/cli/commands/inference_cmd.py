@@ -48,6 +48,11 @@ def serve(
     settings = get_settings()
     folder, gguf_file = _model_location(model, gguf)
     engine = load_text_engine(folder, gguf_file, cast(Backend | None, backend))
+    weights = getattr(engine, "weights", None)
+    if weights is not None:  # the embedded engine: say which path this CPU got
+        from corral.inference.engine import cpu_features
+
+        typer.echo(f"{engine.model_id}: {weights} weights on {cpu_features().describe()}", err=True)
     app = create_inference_app(
         {name or engine.model_id: engine},
         max_body_bytes=settings.inference_max_body_bytes,
