@@ -27,8 +27,8 @@ from corral.agents.retrieval import (
     Searcher,
     corpus_parts,
     order_preserving,
+    scoped_doc_tokens,
     scoped_documents,
-    scoped_tokens,
     whole_corpus,
 )
 from corral.agents.routing import (
@@ -121,11 +121,12 @@ def make_plan(
                                  neighbours=o.neighbours)
     top = ranked[: o.top_k]
     dense = [r.dense for r in top if r.dense is not None]
+    doc_tokens = scoped_doc_tokens(top, o.scope_docs)
     inputs = RouterInputs(
         corpus_tokens=corpus.token_count, document_count=corpus.document_count, budget=budget,
         window=window, question_type=signals.type,
         retrieve_tokens=sum(p.tokens + HEADER_TOKENS for p in retrieved),
-        scoped_tokens=scoped_tokens(top, o.scope_docs), scoped_doc_tokens=_doc_tokens(top, o.scope_docs),
+        scoped_tokens=sum(doc_tokens), scoped_doc_tokens=doc_tokens,
         overlap=lexical_overlap(signals.terms, (r.chunk.text for r in top)),
         top_score=max(dense) if dense else None, english=signals.english,
         agreement=_agree(top) if searcher.hybrid else None,
@@ -226,15 +227,6 @@ def line_counts(session: Session, corpus_id: int) -> dict[str, int]:
         select(Document.path, Document.line_count).where(
             Document.corpus_id == corpus_id, Document.status == DocumentStatus.INDEXED)
     ).all())
-
-
-def _doc_tokens(ranked: Sequence[Ranked], max_docs: int) -> tuple[int, ...]:
-    out: dict[int, int] = {}
-    for r in ranked:
-        if len(out) >= max_docs:
-            break
-        out.setdefault(r.chunk.document.id, r.chunk.document.token_count + HEADER_TOKENS)
-    return tuple(out.values())
 
 
 def _agree(ranked: Sequence[Ranked], top: int = 3) -> bool:

@@ -8,8 +8,8 @@ from corral.agents.retrieval.passages import (
     corpus_parts,
     order_preserving,
     render,
+    scoped_doc_tokens,
     scoped_documents,
-    scoped_tokens,
     whole_corpus,
 )
 from corral.agents.retrieval.query import content_terms, keyword_query
@@ -28,8 +28,8 @@ __all__ = [
     "order_preserving",
     "reciprocal_rank_fusion",
     "render",
+    "scoped_doc_tokens",
     "scoped_documents",
-    "scoped_tokens",
     "stable_fusion",
     "whole_corpus",
 ]

@@ -18,8 +18,14 @@ from corral.agents.retrieval.hybrid import Ranked
 from corral.core.db import Chunk, Document, DocumentStatus
 
 __all__ = [
-    "HEADER_TOKENS", "Passage", "corpus_parts", "order_preserving", "render", "scoped_documents",
-    "scoped_tokens", "whole_corpus",
+    "HEADER_TOKENS",
+    "Passage",
+    "corpus_parts",
+    "order_preserving",
+    "render",
+    "scoped_doc_tokens",
+    "scoped_documents",
+    "whole_corpus",
 ]
 
 HEADER_TOKENS = 12  # "[n] path:lines" above each passage or document (the router counts it too)
@@ -205,15 +211,16 @@ def corpus_parts(session: Session, corpus_id: int, budget: int) -> list[list[Pas
     return parts
 
 
-def scoped_tokens(ranked: Sequence[Ranked], max_docs: int = 8) -> int:
-    """Tokens of the first ``max_docs`` documents the hits fall in, read whole (not capped: the router
-    compares this with its budget to know whether scoped-stuff can read them all)."""
+def scoped_doc_tokens(ranked: Sequence[Ranked], max_docs: int = 8) -> tuple[int, ...]:
+    """Tokens of each of the first ``max_docs`` documents the hits fall in, read whole, best hit first
+    (not capped: the router compares their sum with its budget to know whether scoped-stuff can read
+    them all)."""
     by_doc: dict[int, int] = {}
     for r in ranked:
         if len(by_doc) >= max_docs:
             break
         by_doc.setdefault(r.chunk.document.id, r.chunk.document.token_count + HEADER_TOKENS)
-    return sum(by_doc.values())
+    return tuple(by_doc.values())
 
 
 def render(passages: Sequence[Passage]) -> str:
