@@ -5,6 +5,10 @@ then disk), prefills the rest in bounded chunks into a preallocated KV cache, th
 step; constraint-forced tokens are fed as a mini-prefill. Requests may run on many threads at once: the
 model holds no per-request state, each request owns its KV cache, and the prefix cache locks itself.
 The one-token decode steps of concurrent requests are batched into one forward pass (``batching``).
+
+One function per phase, as in gpt-fast's ``generate.py``: ``_prefill`` returns the last logits and
+what it cost (``Prefilled``), ``_decode_one`` feeds tokens and returns the next logits, and the shared
+loop ``corral.inference.decoding.decode_tokens`` samples between them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,16 @@ from corral.inference.generation import (
 )
 
 __all__ = ["Engine", "RequestStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefilled:
+    """What a prefill returns: the last position's logits ``[V]`` and what it cost."""
+
+    logits: torch.Tensor
+    cached: int  # prompt tokens restored from the prefix cache
+    computed: int  # prompt tokens run through the model
+    seconds: float
 
 
 @dataclass(slots=True)
@@ -137,7 +151,7 @@ class Engine:
         prompt = self._check(prompt_ids, SamplingParams(max_tokens=1))
         cache = self._take_cache(len(prompt))
         try:
-            return self._prefill(prompt, cache, RequestStats())[1]
+            return self._prefill(prompt, cache).computed
         finally:
             self._give_cache(cache)
 
@@ -201,8 +215,9 @@ class Engine:
             self._spare.sort(key=lambda c: c.capacity)
             del self._spare[:-2]  # keep the two largest: enough for a request plus a warm-up
 
-    def _prefill(self, prompt: list[int], cache: KVCache, stats: RequestStats) -> tuple[torch.Tensor, int]:
-        """Restore cached prefix blocks, compute the rest in chunks; return (last logits, tokens computed)."""
+    def _prefill(self, prompt: list[int], cache: KVCache) -> Prefilled:
+        """Restore cached prefix blocks, compute the rest in chunks; the last position's logits start
+        the answer."""
         started = time.perf_counter()
         pc = self.prefix_cache
         reused = 0
@@ -225,10 +240,7 @@ class Engine:
             new = [(j, cache.positions(j * bs, (j + 1) * bs).clone()) for j in range(matched, full)]
             if new:
                 pc.store(prompt, new)
-        stats.cached_tokens = reused
-        stats.prefilled_tokens = len(prompt) - reused
-        stats.prefill_s = time.perf_counter() - started
-        return logits, len(prompt) - reused
+        return Prefilled(logits, reused, len(prompt) - reused, time.perf_counter() - started)
 
     def _run(
         self,
@@ -253,13 +265,15 @@ class Engine:
         cache: KVCache,
         budget: int,
     ) -> Iterator[StreamChunk]:
-        logits, _ = self._prefill(prompt, cache, stats)
+        first = self._prefill(prompt, cache)
+        stats.cached_tokens, stats.prefilled_tokens = first.cached, first.computed
+        stats.prefill_s = first.seconds
         decode_started = time.perf_counter()
         produced = 0
         try:
             with self.batcher.decoding():
                 for chunk in decode_tokens(
-                    logits, lambda new: self._step(new, cache), prompt_ids=prompt, params=params,
+                    first.logits, lambda new: self._decode_one(new, cache), prompt_ids=prompt, params=params,
                     constraint=constraint, tokenizer=self._tok, eos_ids=self.eos_token_ids,
                     vocab_size=self.vocab_size, budget=budget,
                 ):
@@ -270,7 +284,7 @@ class Engine:
             stats.decode_s = time.perf_counter() - decode_started
             self._record(len(prompt), stats)
 
-    def _step(self, new: list[int], cache: KVCache) -> torch.Tensor:
+    def _decode_one(self, new: list[int], cache: KVCache) -> torch.Tensor:
         """Logits after feeding ``new``: forced tokens go in as one mini-prefill; a sampled token is a
         one-token step, batched with the steps of other requests decoding at the same time."""
         if len(new) == 1:
