@@ -5,9 +5,9 @@
 Both sides index the same ``.py`` files of the interpreter's standard library (tests, idlelib,
 site-packages and other non-library folders left out), copied once into a scratch folder:
 
-* **corral**: ``ingest_configured`` in embedded mode (SQLite + FTS5, Chroma on disk): tree-sitter
-  chunks, exact token counts in the chat model's tokenizer, embeddings deduplicated by content hash
-  and sorted by length, bf16 where the CPU has it (autodetected);
+* **corral**: ``corral.ingestion.ingest.ingest_now`` in embedded mode (SQLite + FTS5, Chroma on disk):
+  tree-sitter chunks, exact token counts in the chat model's tokenizer, embeddings deduplicated by
+  content hash and sorted by length, bf16 where the CPU has it (autodetected);
 * **langchain**: ``DirectoryLoader`` + ``RecursiveCharacterTextSplitter`` (chunk_size 1000,
   overlap 200: the documented defaults people copy) + ``HuggingFaceEmbeddings`` (same MiniLM files)
   + ``Chroma.from_documents`` on disk.
@@ -73,7 +73,8 @@ def peak_rss_mb() -> float:
 def run_corral(corpus_dir: Path, data_dir: Path) -> dict[str, Any]:
     os.environ["CORRAL_DATA_DIR"] = str(data_dir)
     from corral.core.db.migrate import ensure_schema
-    from corral.ingestion.pipeline import configured_services, ingest_configured
+    from corral.ingestion.ingest import ingest_now
+    from corral.ingestion.pipeline import configured_services
 
     t0 = time.perf_counter()
     ensure_schema()
@@ -83,14 +84,14 @@ def run_corral(corpus_dir: Path, data_dir: Path) -> dict[str, Any]:
     load = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report = ingest_configured("bench", corpus_dir / "Lib")
+    report = ingest_now("bench", corpus_dir / "Lib")
     seconds = time.perf_counter() - t0
 
     # One file changed: only it is parsed and embedded again.
     changed = sorted((corpus_dir / "Lib").rglob("*.py"))[0]
     changed.write_text(changed.read_text() + "\n# touched by bench/ingest.py\n")
     t0 = time.perf_counter()
-    again = ingest_configured("bench", corpus_dir / "Lib")
+    again = ingest_now("bench", corpus_dir / "Lib")
     reindex = time.perf_counter() - t0
     return {
         "side": "corral", "load_s": load, "seconds": seconds, "files": report.indexed,
@@ -126,8 +127,9 @@ def run_reindex_full(corpus_dir: Path, data_dir: Path) -> dict[str, Any]:
 
     os.environ["CORRAL_DATA_DIR"] = str(data_dir)
     from corral.core.db.migrate import ensure_schema
+    from corral.ingestion.ingest import ingest_now
     from corral.ingestion.pipeline import configured as configured_module
-    from corral.ingestion.pipeline import configured_services, ingest_configured
+    from corral.ingestion.pipeline import configured_services
 
     ensure_schema()
     real = configured_services()
@@ -136,13 +138,13 @@ def run_reindex_full(corpus_dir: Path, data_dir: Path) -> dict[str, Any]:
     configured_module_services = configured_module.configured_services
     configured_module.configured_services = lambda: stub  # type: ignore[assignment]
     t0 = time.perf_counter()
-    first = ingest_configured("bench", corpus_dir / "Lib")
+    first = ingest_now("bench", corpus_dir / "Lib")
     fill = time.perf_counter() - t0
     configured_module.configured_services = configured_module_services  # type: ignore[assignment]
     changed = sorted((corpus_dir / "Lib").rglob("*.py"))[0]
     changed.write_text(changed.read_text() + "\n# touched by bench/ingest.py\n")
     t0 = time.perf_counter()
-    again = ingest_configured("bench", corpus_dir / "Lib")
+    again = ingest_now("bench", corpus_dir / "Lib")
     reindex = time.perf_counter() - t0
     return {"files": first.indexed, "chunks": first.chunks, "tokens": first.tokens,
             "fill_s": fill, "reindex_s": reindex, "reindex_indexed": again.indexed,
