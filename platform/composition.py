@@ -21,7 +21,7 @@ from corral.agents.retrieval import HybridSearcher, Ranked, Searcher, find_keywo
 from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
 from corral.core.db.migrate import ensure_schema
-from corral.core.errors import InvalidInputError, ModelError
+from corral.core.errors import ConfigurationError, InvalidInputError, ModelError
 from corral.inference.errors import InferenceError
 
 # Ingestion's one entry, run in the calling thread; the name says where it runs.
@@ -55,12 +55,16 @@ def load_text_engine(
     engine cannot load it) or the transformers reference (``hf``). Default: ``CORRAL_INFERENCE_BACKEND``.
     The engine keeps its prompt-prefix cache under the data dir, so a corpus prefilled once stays warm
     across processes."""
-    from corral.inference.engine import EngineOptions, load_engine
+    from corral.inference.engine import EngineOptions, load_engine, resolve_format
     from corral.inference.hf import HFChatModel
 
     settings = get_settings()
     backend = backend or settings.inference_backend
     if backend in ("auto", "engine"):
+        try:  # a weight format this CPU cannot run is the operator's to fix, not a reason to fall back
+            resolve_format(settings.engine_weights)
+        except InferenceError as exc:
+            raise ConfigurationError(f"CORRAL_ENGINE_WEIGHTS: {exc}") from exc
         try:
             options = EngineOptions(
                 weights=settings.engine_weights, context_window=settings.chat_context_window,

@@ -224,3 +224,24 @@ def test_cli_eval_reports_recall_and_tokens_per_strategy(corral_env: Path, tmp_p
                                                                "map-reduce", "router"}
     bad = runner.invoke(app, ["eval", "--code-package", "../../etc", "--window", "4096"])
     assert bad.exit_code == 2 and "not standard-library" in bad.output
+
+
+def test_a_weight_format_the_cpu_cannot_run_is_refused_not_fallen_back_from(
+    corral_env: Path, monkeypatch: pytest.MonkeyPatch, tiny_chat_model: Path
+) -> None:
+    """An operator who asks for packed bf16 on an AVX2-only host gets a configuration error naming the
+    setting and what the CPU lacks, instead of a silent fall back to the slow reference backend."""
+    from corral.core.errors import ConfigurationError
+    from corral.inference.engine import cpu
+
+    avx2_only = cpu.CpuFeatures("AVX2", frozenset({"avx", "avx2", "fma"}))
+    monkeypatch.setattr(cpu, "cpu_features", lambda: avx2_only)
+    monkeypatch.setenv("CORRAL_ENGINE_WEIGHTS", "bf16-packed")
+    composition.get_settings.cache_clear()
+    refused = r"CORRAL_ENGINE_WEIGHTS: .*cannot use bf16-packed .*avx512bw"
+    with pytest.raises(ConfigurationError, match=refused):
+        composition.load_text_engine(tiny_chat_model, None)
+    monkeypatch.setenv("CORRAL_ENGINE_WEIGHTS", "auto")
+    composition.get_settings.cache_clear()
+    engine = composition.load_text_engine(tiny_chat_model, None)
+    assert getattr(engine, "weights", None) == "bf16"
