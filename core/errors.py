@@ -15,8 +15,11 @@ __all__ = [
     "InvalidInputError",
     "ModelError",
     "NotFoundError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
+    "RateLimitedError",
     "ServiceUnavailableError",
+    "UnauthenticatedError",
 ]
 
 
@@ -37,7 +40,25 @@ class NotFoundError(CorralError):
 
 
 class PermissionDeniedError(CorralError):
-    """The request is understood but not allowed (e.g. a path outside the allowed ingest roots)."""
+    """The request is understood but not allowed (e.g. a path outside the allowed ingest roots,
+    or a key without the scope the action needs)."""
+
+
+class UnauthenticatedError(CorralError):
+    """No credentials, or credentials that are unknown, revoked or expired."""
+
+
+class RateLimitedError(CorralError):
+    """Too many requests or tokens for a key's limit or a workspace's budget; retry after
+    ``retry_after`` seconds (``None`` when waiting will not help, e.g. a spent monthly budget)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PayloadTooLargeError(CorralError):
+    """A request body or upload is larger than the configured limit."""
 
 
 class ConflictError(CorralError):

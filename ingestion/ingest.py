@@ -16,6 +16,7 @@ from corral.core.config import get_settings
 from corral.core.db import JobKind, JobState, get_sessionmaker
 from corral.core.errors import CorralError, IngestError, ServiceUnavailableError
 from corral.core.services import (
+    DEFAULT_WORKSPACE,
     create_job,
     finish_job,
     get_job,
@@ -31,8 +32,10 @@ __all__ = ["ingest_now", "job_report", "submit_ingest"]
 
 def submit_ingest(
     corpus: str, spec: SourceSpec, *, here: bool = False, progress: ProgressCallback | None = None,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> str:
-    """Record a job indexing ``spec`` into ``corpus`` (created if new) and start it; its id.
+    """Record a job indexing ``spec`` into ``corpus`` of ``workspace`` (created if new) and start it;
+    its id.
 
     Refuses, before anything is written, a source the ingest policy forbids
     (:class:`~corral.core.errors.PermissionDeniedError`) or one that is malformed or missing
@@ -46,7 +49,7 @@ def submit_ingest(
     check_spec(spec, settings.ingest_allowed_roots, development=settings.environment == "development")
     sf = get_sessionmaker()
     with sf.begin() as session:
-        corpus_id = get_or_create_corpus(session, corpus).id
+        corpus_id = get_or_create_corpus(session, corpus, workspace).id
         job_id = create_job(session, JobKind.INGEST, corpus_id, {"corpus": corpus, **spec_params(spec)}).id
     if here:
         run_job(job_id, progress=progress)

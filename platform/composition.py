@@ -9,6 +9,7 @@ imported where a model or the vector store is first needed, so a question refuse
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +23,7 @@ from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
 from corral.core.db.migrate import ensure_schema
 from corral.core.errors import ConfigurationError, InvalidInputError, ModelError
+from corral.core.services import DEFAULT_WORKSPACE
 from corral.inference.errors import InferenceError
 
 # Ingestion's one entry, run in the calling thread; the name says where it runs.
@@ -152,16 +154,18 @@ def ask_options() -> AskOptions:
 
 
 def answer(
-    corpus: str, question: str, strategy: Strategy | None = None, *, agent: bool = False
+    corpus: str, question: str, strategy: Strategy | None = None, *, agent: bool = False,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> AskResult:
     """Answer with the router (or the forced ``strategy``), reading through the plan executor; the
     model reads on with the tools when Self-Route escalates. ``agent``: the model plans with tools from
-    the start."""
+    the start. ``corpus`` is looked up in ``workspace``."""
     if agent:
         if strategy is not None:
             raise InvalidInputError("choose either a strategy or the agent, not both")
         s = get_settings()
         return ask_agent(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
-                         budget=ask_options().budget, backend=s.chat_backend, top_k=s.retrieve_top_k)
+                         budget=ask_options().budget, backend=s.chat_backend, top_k=s.retrieve_top_k,
+                         workspace=workspace)
     return ask(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
-               options=ask_options(), strategy=strategy)
+               options=replace(ask_options(), workspace=workspace), strategy=strategy)

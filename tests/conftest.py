@@ -166,3 +166,21 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+def issue_key(*scopes: str, workspace: str = "default", name: str = "test") -> str:
+    """A new API key of ``workspace`` with ``scopes`` (default: admin), written to the configured
+    database; returns the secret."""
+    from corral.core.db import session_scope
+    from corral.core.db.migrate import ensure_schema
+    from corral.core.services import get_or_create_workspace
+    from corral.core.services.keys import create_key, parse_scopes
+
+    ensure_schema()
+    with session_scope() as session:
+        ws = get_or_create_workspace(session, workspace)
+        return create_key(session, ws, name, parse_scopes(list(scopes or ("admin",)))).secret
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}

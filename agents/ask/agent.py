@@ -19,6 +19,7 @@ from corral.agents.executor import Budget, PlanExecutor, Usage
 from corral.agents.retrieval import Searcher
 from corral.core.db import Run
 from corral.core.errors import InvalidInputError, ModelError
+from corral.core.services import DEFAULT_WORKSPACE
 from corral.inference.errors import InferenceError
 
 __all__ = ["ask_agent"]
@@ -34,14 +35,16 @@ def ask_agent(
     budget: Budget,
     backend: str = "embedded",
     top_k: int = 8,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> AskResult:
     """Answer ``question`` by letting ``chat`` call the read-only corpus tools, within ``budget``."""
     trace = Trace(Usage(budget))
     name = model_name(chat)
-    with refusals(session_factory, corpus_name, question, trace, backend=backend, model=name):
+    with refusals(session_factory, corpus_name, question, trace, backend=backend, model=name,
+                  workspace=workspace):
         question = check_question(question)
         with session_factory() as session:
-            corpus_id = open_corpus(session, corpus_name, trace).id
+            corpus_id = open_corpus(session, corpus_name, trace, workspace).id
             counts = line_counts(session, corpus_id)
         tools = corpus_tools(session_factory, searcher, corpus_id, top_k)
         bound = bind(chat, tools)

@@ -51,7 +51,8 @@ def ask(
     opts = options or AskOptions()
     trace = Trace(Usage(opts.budget))
     name = model_name(chat)
-    with refusals(session_factory, corpus_name, question, trace, backend=opts.backend, model=name), \
+    with refusals(session_factory, corpus_name, question, trace, backend=opts.backend, model=name,
+                  workspace=opts.workspace), \
             session_factory() as session:
         plan = plan_ask(session, corpus_name, question, chat=chat, searcher=searcher, options=opts,
                         forced=strategy, trace=trace)

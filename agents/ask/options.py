@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from corral.agents.executor import Budget
 from corral.core.config import Settings
+from corral.core.services import DEFAULT_WORKSPACE
 
 __all__ = ["AskOptions"]
 
@@ -27,6 +28,7 @@ class AskOptions:
     max_map_calls: int = 16
     self_route_turns: int = 3  # model turns with the corpus tools when Self-Route escalates (0: none)
     budget: Budget = field(default_factory=Budget)
+    workspace: str = DEFAULT_WORKSPACE  # whose corpus the question is asked of
 
     @classmethod
     def from_settings(cls, s: Settings) -> AskOptions:

@@ -44,7 +44,7 @@ from corral.agents.routing import (
 )
 from corral.core.db import Corpus, Document, DocumentStatus, Job, JobState
 from corral.core.errors import ConflictError, InvalidInputError
-from corral.core.services import get_corpus
+from corral.core.services import DEFAULT_WORKSPACE, get_corpus
 
 __all__ = [
     "Plan", "check_question", "evidence_spans", "line_counts", "make_plan", "open_corpus", "plan_ask",
@@ -151,7 +151,7 @@ def plan_ask(
     """Check the question and the corpus (before ``chat`` is touched: a lazily loaded model is not
     loaded to refuse), measure, search and route; the trace records the decision."""
     question = check_question(question)
-    corpus = open_corpus(session, corpus_name, trace)
+    corpus = open_corpus(session, corpus_name, trace, options.workspace)
     q_tokens = chat.get_num_tokens(question)
     window = context_window(chat)
     window_budget = context_budget(window, q_tokens, options.max_new_tokens, generate.PROMPT_OVERHEAD)
@@ -202,10 +202,10 @@ def check_question(question: str) -> str:
     return question
 
 
-def open_corpus(session: Session, name: str, trace: Trace) -> Corpus:
+def open_corpus(session: Session, name: str, trace: Trace, workspace: str = DEFAULT_WORKSPACE) -> Corpus:
     """The corpus to read: a ConflictError when it has no documents yet; a note on the trace when it is
     still indexing (the run answers from the documents indexed so far)."""
-    corpus = get_corpus(session, name)
+    corpus = get_corpus(session, name, workspace)
     indexing = session.scalar(
         select(Job.id).where(Job.corpus_id == corpus.id,
                              Job.state.in_([JobState.QUEUED, JobState.RUNNING])).limit(1)

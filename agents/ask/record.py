@@ -14,7 +14,7 @@ from corral.agents.citations import Citation
 from corral.agents.executor import Step, Usage
 from corral.core.db import Run
 from corral.core.errors import ConflictError, InvalidInputError, NotFoundError
-from corral.core.services import get_corpus
+from corral.core.services import DEFAULT_WORKSPACE, get_corpus
 
 __all__ = ["MAX_QUESTION_CHARS", "AskResult", "Trace", "refusals", "save_run"]
 
@@ -87,13 +87,13 @@ def save_run(session_factory: sessionmaker[Session], run: Run, trace: Trace) -> 
 
 @contextmanager
 def refusals(session_factory: sessionmaker[Session], corpus_name: str, question: str, trace: Trace, *,
-             backend: str, model: str) -> Iterator[None]:
+             backend: str, model: str, workspace: str = DEFAULT_WORKSPACE) -> Iterator[None]:
     """Record a Run for a question refused before reading (empty or too long, no documents yet, no
     room in the window), then let the error propagate. An unknown corpus has no Run to hold it."""
     try:
         yield
     except (InvalidInputError, ConflictError) as exc:
-        corpus_id = _corpus_id(session_factory, corpus_name)
+        corpus_id = _corpus_id(session_factory, corpus_name, workspace)
         if corpus_id is None:
             raise
         trace.add("refuse", error=str(exc))
@@ -104,9 +104,9 @@ def refusals(session_factory: sessionmaker[Session], corpus_name: str, question:
         raise
 
 
-def _corpus_id(session_factory: sessionmaker[Session], name: str) -> int | None:
+def _corpus_id(session_factory: sessionmaker[Session], name: str, workspace: str) -> int | None:
     with session_factory() as session:
         try:
-            return get_corpus(session, name).id
+            return get_corpus(session, name, workspace).id
         except NotFoundError:
             return None

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8321
     secret_key: SecretStr = SecretStr(_DEFAULT_SECRET)
+    # auto: an embedded server bound to a loopback address serves its one local user without a key;
+    # anything else (server mode, a non-loopback bind, or "required") demands an API key.
+    auth: Literal["auto", "required"] = "auto"
+    # Host header names the API answers to besides the names of the address it binds (DNS rebinding).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Largest JSON request body; uploads have their own limits (archive_max_*, upload_max_bytes).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    upload_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
 
     # OpenAI-compatible inference server (`corral inference serve`). Backend "auto" serves the
     # embedded engine when it can load the model, else the transformers reference.

@@ -1,16 +1,21 @@
 """The SQL data model and sessions: the source of truth for corpora, documents, jobs and runs."""
 
 from corral.core.db.base import Base
-from corral.core.db.enums import DocumentStatus, JobKind, JobState, SourceKind
+from corral.core.db.enums import DocumentStatus, JobKind, JobState, RunState, Scope, SourceKind
 from corral.core.db.models import (
     ApiKey,
     Chunk,
     Corpus,
     Document,
     Feedback,
+    IdempotencyKey,
     Job,
+    JobItem,
     Run,
+    RunEvent,
     Source,
+    Webhook,
+    WebhookDelivery,
     Workspace,
 )
 from corral.core.db.session import get_engine, get_sessionmaker, session_scope
@@ -23,12 +28,19 @@ __all__ = [
     "Document",
     "DocumentStatus",
     "Feedback",
+    "IdempotencyKey",
     "Job",
+    "JobItem",
     "JobKind",
     "JobState",
     "Run",
+    "RunEvent",
+    "RunState",
+    "Scope",
     "Source",
     "SourceKind",
+    "Webhook",
+    "WebhookDelivery",
     "Workspace",
     "get_engine",
     "get_sessionmaker",

@@ -31,3 +31,24 @@ class JobState(StrEnum):
     @property
     def finished(self) -> bool:
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Scope(StrEnum):
+    """What an API key may do. ``admin`` implies every other scope within its workspace."""
+
+    READ = "read"
+    ASK = "ask"
+    INGEST = "ingest"
+    ADMIN = "admin"
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from corral.core.db.base import Base
-from corral.core.db.enums import DocumentStatus, JobKind, JobState, SourceKind
+from corral.core.db.enums import DocumentStatus, JobKind, JobState, RunState, SourceKind
 
 
 def _new_id() -> str:
@@ -56,6 +56,8 @@ class Workspace(_Timestamped, Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    # Tokens (prompt + completion) the workspace's runs may use per calendar month (UTC); None: no cap.
+    monthly_token_budget: Mapped[int | None] = mapped_column(BigInteger)
 
     corpora: Mapped[list[Corpus]] = relationship(back_populates="workspace")
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="workspace")
@@ -74,6 +76,13 @@ class ApiKey(_Timestamped, Base):
     prefix: Mapped[str] = mapped_column(String(16), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Scope values (see corral.core.db.enums.Scope).
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list, nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Per-key limits per minute; None: the deployment's defaults.
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
 
     workspace: Mapped[Workspace] = relationship(back_populates="api_keys")
 
@@ -192,6 +201,9 @@ class Job(_Timestamped, Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_new_id)
     kind: Mapped[JobKind] = mapped_column(_str_enum(JobKind), nullable=False)
+    workspace_id: Mapped[int | None] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True
+    )
     state: Mapped[JobState] = mapped_column(
         _str_enum(JobState), default=JobState.QUEUED, index=True, nullable=False
     )
@@ -246,6 +258,18 @@ class Run(_Timestamped, Base):
     corpus_id: Mapped[int] = mapped_column(
         ForeignKey("corpus.id", ondelete="CASCADE"), index=True, nullable=False
     )
+    # A run recorded by a synchronous ask is created finished; a background run moves through the
+    # states, and the API and the agent worker meet on this row and its events.
+    state: Mapped[RunState] = mapped_column(
+        _str_enum(RunState), default=RunState.SUCCEEDED, index=True, nullable=False
+    )
+    # What was asked for (strategy, agent, max tokens...), so a worker can run it from the row alone.
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     question: Mapped[str] = mapped_column(Text, nullable=False)
     strategy: Mapped[str] = mapped_column(String(32), nullable=False)
     strategy_reason: Mapped[str] = mapped_column(Text, nullable=False)
@@ -272,3 +296,73 @@ class Feedback(_Timestamped, Base):
     )
     rating: Mapped[int] = mapped_column(Integer, nullable=False)  # -1, 0 or +1
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class RunEvent(Base):
+    """One event of a run in order: the decision, a step, a slice of answer text, the final record.
+    The SSE stream replays them from any ``seq`` (``Last-Event-ID``), in any process."""
+
+    __tablename__ = "run_event"
+    __table_args__ = (UniqueConstraint("run_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # decision | step | token | final | error
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class IdempotencyKey(_Timestamped, Base):
+    """A client's ``Idempotency-Key`` and what it created: the same key and body get the same
+    resource back; the same key with another body is a conflict."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_kind: Mapped[str] = mapped_column(String(16), nullable=False)  # job | run
+    resource_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Webhook(_Timestamped, Base):
+    """A URL a workspace asked to be told about finished jobs and runs; payloads are signed with
+    ``secret`` (HMAC-SHA256)."""
+
+    __tablename__ = "webhook"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    secret: Mapped[str] = mapped_column(String(128), nullable=False)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+
+
+class WebhookDelivery(_Timestamped, Base):
+    """One event for one webhook, with every attempt to deliver it."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    event: Mapped[str] = mapped_column(String(32), nullable=False)  # job.finished | run.finished
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, nullable=False)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

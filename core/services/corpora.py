@@ -25,13 +25,41 @@ def validate_corpus_name(name: str) -> str:
     return name
 
 
-def get_or_create_workspace(session: Session, name: str = DEFAULT_WORKSPACE) -> Workspace:
-    ws = session.scalar(select(Workspace).where(Workspace.name == name))
+def validate_workspace_name(name: str) -> str:
+    """Return ``name`` if it is a valid workspace name (same rule as corpus names)."""
+    if not _NAME.fullmatch(name or ""):
+        raise InvalidInputError(
+            f"invalid workspace name {name[:80]!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def find_workspace(session: Session, name: str) -> Workspace | None:
+    return session.scalar(select(Workspace).where(Workspace.name == name))
+
+
+def get_workspace(session: Session, name: str) -> Workspace:
+    ws = find_workspace(session, name)
     if ws is None:
-        ws = Workspace(name=name)
-        session.add(ws)
+        raise NotFoundError(f"no workspace named {name[:80]!r}")
+    return ws
+
+
+def list_workspaces(session: Session) -> list[Workspace]:
+    return list(session.scalars(select(Workspace).order_by(Workspace.name)))
+
+
+def get_or_create_workspace(session: Session, name: str = DEFAULT_WORKSPACE) -> Workspace:
+    """The workspace ``name``, created if new. Safe against a concurrent creation: the insert runs
+    in a savepoint, and losing the race reads the winner's row."""
+    ws = find_workspace(session, name)
+    if ws is None:
+        validate_workspace_name(name)
         try:
             with session.begin_nested():
+                ws = Workspace(name=name)
+                session.add(ws)
                 session.flush()
         except IntegrityError:  # created concurrently by another process
             ws = session.scalars(select(Workspace).where(Workspace.name == name)).one()
@@ -58,10 +86,10 @@ def get_or_create_corpus(session: Session, name: str, workspace: str = DEFAULT_W
     corpus = find_corpus(session, name, workspace)
     if corpus is None:
         ws = get_or_create_workspace(session, workspace)
-        corpus = Corpus(workspace_id=ws.id, name=name, token_count=0, document_count=0)
-        session.add(corpus)
-        try:
+        try:  # the insert in a savepoint: losing a concurrent creation reads the winner's row
             with session.begin_nested():
+                corpus = Corpus(workspace_id=ws.id, name=name, token_count=0, document_count=0)
+                session.add(corpus)
                 session.flush()
         except IntegrityError:
             corpus = get_corpus(session, name, workspace)

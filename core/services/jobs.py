@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from corral.core.db import Job, JobKind, JobState
+from corral.core.db import Corpus, Job, JobKind, JobState
 from corral.core.db.models import JobItem
 from corral.core.errors import ConflictError, NotFoundError
 
@@ -24,6 +24,7 @@ __all__ = [
     "ItemState",
     "StaleJobs",
     "claim_job",
+    "count_jobs",
     "create_job",
     "finish_job",
     "get_job",
@@ -62,24 +63,31 @@ def _aware(moment: datetime) -> datetime:
 
 
 def create_job(
-    session: Session, kind: JobKind, corpus_id: int | None, params: dict[str, Any]
+    session: Session, kind: JobKind, corpus_id: int | None, params: dict[str, Any],
+    workspace_id: int | None = None,
 ) -> Job:
+    """A queued job; its workspace is the corpus's unless given."""
+    if workspace_id is None and corpus_id is not None:
+        workspace_id = session.scalar(select(Corpus.workspace_id).where(Corpus.id == corpus_id))
     job = Job(kind=kind, state=JobState.QUEUED, corpus_id=corpus_id, params=params, total=0, done=0,
-              failed=0, skipped=0, attempts=0, cancel_requested=False)
+              failed=0, skipped=0, attempts=0, cancel_requested=False, workspace_id=workspace_id)
     session.add(job)
     session.flush()
     return job
 
 
-def get_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
-    """The job ``job_id``; ``for_update`` locks its row (PostgreSQL) until the transaction ends."""
+def get_job(
+    session: Session, job_id: str, *, for_update: bool = False, workspace_id: int | None = None
+) -> Job:
+    """The job ``job_id``; ``for_update`` locks its row (PostgreSQL) until the transaction ends.
+    With ``workspace_id``, a job of another workspace is not found (its existence is not revealed)."""
     if len(job_id) > 32:
         raise NotFoundError(f"no job with id {job_id[:40]!r}")
     if for_update:
         job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
     else:
         job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (workspace_id is not None and job.workspace_id != workspace_id):
         raise NotFoundError(f"no job with id {job_id[:40]!r}")
     return job
 
@@ -127,13 +135,13 @@ def finish_job(
     job.heartbeat_at = job.finished_at
 
 
-def request_cancel(session: Session, job_id: str) -> Job:
+def request_cancel(session: Session, job_id: str, workspace_id: int | None = None) -> Job:
     """Ask the job to stop. A queued job is cancelled at once; a running one stops between batches.
 
     Cancelling a finished job is a :class:`ConflictError` (nothing to stop), except that cancelling
     a cancelled job again is accepted and changes nothing.
     """
-    job = get_job(session, job_id, for_update=True)
+    job = get_job(session, job_id, for_update=True, workspace_id=workspace_id)
     if job.state is JobState.CANCELLED:
         return job
     if job.state.finished:
@@ -144,14 +152,34 @@ def request_cancel(session: Session, job_id: str) -> Job:
     return job
 
 
-def list_jobs(
-    session: Session, *, state: JobState | None = None, limit: int = 50, offset: int = 0
-) -> list[Job]:
-    """Jobs, newest first."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id)
+def _job_filter(state: JobState | None, workspace_id: int | None, corpus_id: int | None) -> list[Any]:
+    conditions: list[Any] = []
     if state is not None:
-        query = query.where(Job.state == state)
+        conditions.append(Job.state == state)
+    if workspace_id is not None:
+        conditions.append(Job.workspace_id == workspace_id)
+    if corpus_id is not None:
+        conditions.append(Job.corpus_id == corpus_id)
+    return conditions
+
+
+def list_jobs(
+    session: Session, *, state: JobState | None = None, limit: int = 50, offset: int = 0,
+    workspace_id: int | None = None, corpus_id: int | None = None,
+) -> list[Job]:
+    """Jobs, newest first (of one workspace or corpus when given)."""
+    query = select(Job).where(*_job_filter(state, workspace_id, corpus_id))
+    query = query.order_by(Job.created_at.desc(), Job.id)
     return list(session.scalars(query.limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))))
+
+
+def count_jobs(
+    session: Session, *, state: JobState | None = None, workspace_id: int | None = None,
+    corpus_id: int | None = None,
+) -> int:
+    """How many jobs :func:`list_jobs` pages through."""
+    query = select(func.count()).select_from(Job).where(*_job_filter(state, workspace_id, corpus_id))
+    return int(session.scalar(query) or 0)
 
 
 def list_items(

@@ -8,23 +8,36 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from corral.core.config import get_settings
+from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import install_error_handlers
-from corral.platform.api.routes import corpora, health, jobs
+from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
+from corral.platform.api.routes import admin, corpora, health, jobs
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
 
 
 @asynccontextmanager
-async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(prepare)
     await run_in_threadpool(resume_embedded_jobs)
+    log_policy(app.state.access)
     yield
 
 
-def create_app() -> FastAPI:
+def create_app(bind_host: str | None = None) -> FastAPI:
+    """The API for a server bound to ``bind_host`` (default ``CORRAL_API_HOST``): that address
+    decides whether it may run open (see :mod:`corral.platform.api.auth`) and which ``Host``
+    headers it answers."""
+    settings = get_settings()
     app = FastAPI(title="Corral", version="0.1.0", lifespan=_lifespan)
+    app.state.access = access_policy(settings, bind_host or settings.api_host)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(corpora.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
+    app.include_router(admin.router, prefix="/v1")
+    app.add_middleware(BodyLimitMiddleware, limit=settings.api_max_body_bytes,
+                       upload_limit=settings.upload_max_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=app.state.access.allowed_hosts)
     return app

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from corral.agents.ask import MAX_QUESTION_CHARS, Strategy
+from corral.core.db import Scope
+
+T = TypeVar("T")
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands datetimes back without a zone; every one we store is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: ``items`` from ``offset``, at most ``limit``, of ``total``."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
 
 
 class IngestRequest(BaseModel):
@@ -46,10 +66,10 @@ class JobOut(BaseModel):
     total: int
     error: str | None
     result: dict[str, Any] | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    heartbeat_at: Timestamp | None
     phase: str | None = None
     failed: int = 0
     skipped: int = 0
@@ -110,4 +130,50 @@ class CorpusOut(BaseModel):
     name: str
     documents: int
     tokens: int
-    created_at: datetime
+    created_at: Timestamp
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    scopes: list[Scope] = Field(min_length=1, max_length=4)
+    expires_at: Timestamp | None = None
+    requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=1_000_000_000)
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart")
+    scopes: list[str]
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    last_used_at: Timestamp | None
+    revoked_at: Timestamp | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+
+
+class KeyIssued(KeyOut):
+    secret: str = Field(description="The whole key: shown this once, never again")
+
+
+class WorkspaceCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    monthly_token_budget: int | None = Field(default=None, ge=0)
+
+
+class WorkspaceUpdate(BaseModel):
+    monthly_token_budget: int | None = Field(default=None, ge=0,
+                                             description="Tokens per calendar month; null: no cap")
+
+
+class WorkspaceOut(BaseModel):
+    name: str
+    created_at: Timestamp
+    monthly_token_budget: int | None
+    tokens_this_month: int
+
+
+class WorkspaceCreated(WorkspaceOut):
+    admin_key: KeyIssued

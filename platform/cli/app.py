@@ -21,6 +21,7 @@ from corral.platform.cli.commands import (
     inference_cmd,
     ingest_cmd,
     jobs_cmd,
+    keys_cmd,
     serve_cmd,
 )
 
@@ -71,6 +72,16 @@ app.add_typer(jobs_app, name="jobs")
 inference_app = typer.Typer(help="The OpenAI-compatible inference server.", no_args_is_help=True)
 inference_app.command("serve")(friendly_errors(inference_cmd.serve))
 app.add_typer(inference_app, name="inference")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+keys_app.command("create")(friendly_errors(keys_cmd.create))
+keys_app.command("list")(friendly_errors(keys_cmd.list_cmd))
+keys_app.command("revoke")(friendly_errors(keys_cmd.revoke))
+app.add_typer(keys_app, name="keys")
+ws_app = typer.Typer(help="Workspaces: who owns which corpora, and their budgets.", no_args_is_help=True)
+ws_app.command("create")(friendly_errors(keys_cmd.workspace_create))
+ws_app.command("list")(friendly_errors(keys_cmd.workspace_list))
+ws_app.command("budget")(friendly_errors(keys_cmd.workspace_budget))
+app.add_typer(ws_app, name="workspaces")
 
 
 def main() -> None:

@@ -12,10 +12,11 @@ from corral.ingestion.worker import hand_off, resume_interrupted_jobs, run_watch
 __all__ = ["cancel_job", "resume_embedded_jobs", "watchdog_once"]
 
 
-def cancel_job(job_id: str) -> Job:
-    """Ask ``job_id`` to stop (see :func:`corral.core.services.request_cancel`); returns the job."""
+def cancel_job(job_id: str, workspace_id: int | None = None) -> Job:
+    """Ask ``job_id`` (of ``workspace_id`` when given) to stop (see
+    :func:`corral.core.services.request_cancel`); returns the job."""
     with session_scope() as session:
-        return request_cancel(session, job_id)
+        return request_cancel(session, job_id, workspace_id)
 
 
 def watchdog_once() -> StaleJobs:

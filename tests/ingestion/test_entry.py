@@ -194,7 +194,7 @@ def test_cli_and_api_are_refused_by_the_same_policy(
     get_settings.cache_clear()
 
     cli_refusal = CliRunner().invoke(cli, ["ingest", str(other), "--corpus", "kb"])
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as client:
         api_refusal = client.post("/v1/corpora/kb/ingest", json={"path": str(other)})
         assert api_refusal.status_code == 403
         message = api_refusal.json()["error"]["message"]

@@ -16,7 +16,7 @@ WaitJob = Callable[..., dict[str, Any]]
 
 @pytest.fixture
 def client(corral_env: Path) -> Iterator[TestClient]:
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -38,7 +38,7 @@ def test_ingest_job_then_ask(client: TestClient, docs: Path, wait_job: WaitJob) 
     assert job["result"]["indexed"] == 1 and job["result"]["failed"] == 1
     assert "invalid UTF-8" in job["result"]["problems"][0]["reason"]
 
-    corpora = client.get("/v1/corpora").json()
+    corpora = client.get("/v1/corpora").json()["items"]
     assert [c["name"] for c in corpora] == ["docs"] and corpora[0]["tokens"] > 0
 
     reply = client.post("/v1/corpora/docs/ask", json={"question": "How fast are refunds paid?"})
@@ -97,7 +97,7 @@ def test_paths_outside_allowed_roots_are_forbidden(
     allowed.mkdir()
     monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", f'["{allowed}"]')
     get_settings.cache_clear()
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         r = c.post("/v1/corpora/docs/ingest", json={"path": str(docs)})
         assert r.status_code == 403 and "outside the allowed ingest roots" in r.json()["error"]["message"]
         ok = c.post("/v1/corpora/docs/ingest", json={"path": str(allowed)})
@@ -119,6 +119,6 @@ def test_jobs_interrupted_by_a_stop_resume_when_the_server_starts(
         job = create_job(s, JobKind.INGEST, corpus.id, {"corpus": "docs", **spec_params(PathSpec(docs))})
         start_job(s, job, total=2)
         job_id = job.id
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         resumed = wait_job(c, job_id)
         assert resumed["state"] == "succeeded" and resumed["result"]["indexed"] == 1

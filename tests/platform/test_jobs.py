@@ -24,7 +24,7 @@ WaitJob = Callable[..., dict[str, Any]]
 
 @pytest.fixture
 def client(corral_env: Path) -> Iterator[TestClient]:
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -50,7 +50,7 @@ def test_job_detail_pages_its_documents_and_cancel_is_409_once_finished(
     assert [i["path"] for i in body["items"]] == ["kb/n0.txt", "kb/n1.txt"]
     skipped = client.get(f"/v1/jobs/{job_id}", params={"items_state": "skipped"}).json()["items"]
     assert skipped[0]["path"] == "kb/bin.py" and "binary" in skipped[0]["error"]
-    assert any(j["id"] == job_id for j in client.get("/v1/jobs").json())
+    assert any(j["id"] == job_id for j in client.get("/v1/jobs").json()["items"])
 
     refused = client.post(f"/v1/jobs/{job_id}/cancel")
     assert refused.status_code == 409 and "already succeeded" in refused.json()["error"]["message"]

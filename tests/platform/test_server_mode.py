@@ -76,8 +76,13 @@ def test_ingest_runs_on_a_separate_worker_over_redis_and_postgres(
     (docs / "oncall.md").write_text("# On-call\n\nThe on-call engineer rotates every Monday.\n")
     (docs / "deploy.md").write_text("# Deploys\n\nDeploys are frozen on Fridays after noon.\n")
 
-    with TestClient(create_app()) as client:
+    from tests.conftest import bearer, issue_key
+
+    with TestClient(create_app(), base_url="http://127.0.0.1") as client:
         assert client.get("/healthz").json()["mode"] == "server"
+        # Server mode is never open, not even on a loopback address.
+        assert client.post("/v1/corpora/kb/ingest", json={"path": str(docs)}).status_code == 401
+        client.headers.update(bearer(issue_key("admin")))
         accepted = client.post("/v1/corpora/kb/ingest", json={"path": str(docs)})
         assert accepted.status_code == 202, accepted.text
         job = wait_job(client, accepted.json()["job_id"])

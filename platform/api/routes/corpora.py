@@ -1,10 +1,15 @@
+"""``/v1/corpora``: the caller's workspace's corpora, ingesting into them, and asking them."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
 
 from corral.core.services import list_corpora, validate_corpus_name
 from corral.ingestion.ingest import submit_ingest
 from corral.ingestion.sources import source_spec
+from corral.platform.api.auth import AskCaller, IngestCaller, ReadCaller
 from corral.platform.api.deps import SessionDep
 from corral.platform.api.schemas import (
     AskRequest,
@@ -12,29 +17,37 @@ from corral.platform.api.schemas import (
     CorpusOut,
     IngestRequest,
     JobAccepted,
+    Page,
 )
 from corral.platform.composition import answer
 
 router = APIRouter(prefix="/corpora", tags=["corpora"])
 
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+
 
 @router.get("")
-def corpora(session: SessionDep) -> list[CorpusOut]:
-    return [
-        CorpusOut(name=c.name, documents=c.document_count, tokens=c.token_count,
-                  created_at=c.created_at)
-        for c in list_corpora(session)
-    ]
+def corpora(caller: ReadCaller, session: SessionDep, limit: Limit = 100,
+            offset: Offset = 0) -> Page[CorpusOut]:
+    found = list_corpora(session, caller.workspace)
+    return Page(
+        items=[CorpusOut(name=c.name, documents=c.document_count, tokens=c.token_count,
+                         created_at=c.created_at) for c in found[offset:offset + limit]],
+        total=len(found), limit=limit, offset=offset,
+    )
 
 
 @router.post("/{name}/ingest", status_code=status.HTTP_202_ACCEPTED)
-def ingest(name: str, body: IngestRequest) -> JobAccepted:
+def ingest(name: str, body: IngestRequest, caller: IngestCaller) -> JobAccepted:
     # No base folder: a relative path means nothing to a server.
-    job_id = submit_ingest(name, source_spec(path=body.path, git=body.git, branch=body.branch))
+    job_id = submit_ingest(name, source_spec(path=body.path, git=body.git, branch=body.branch),
+                           workspace=caller.workspace)
     return JobAccepted(job_id=job_id, state="queued", url=f"/v1/jobs/{job_id}")
 
 
 @router.post("/{name}/ask")
-def ask(name: str, body: AskRequest) -> AskResponse:
+def ask(name: str, body: AskRequest, caller: AskCaller) -> AskResponse:
     validate_corpus_name(name)
-    return AskResponse.model_validate(answer(name, body.question, body.strategy, agent=body.agent).to_dict())
+    result = answer(name, body.question, body.strategy, agent=body.agent, workspace=caller.workspace)
+    return AskResponse.model_validate(result.to_dict())

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from corral.core.db import Corpus, Job, JobState
-from corral.core.services import get_job, item_counts, list_items, list_jobs
+from corral.core.services import count_jobs, get_job, item_counts, list_items, list_jobs
+from corral.platform.api.auth import IngestCaller, ReadCaller
 from corral.platform.api.deps import SessionDep
-from corral.platform.api.schemas import JobDetailOut, JobItemOut, JobOut
+from corral.platform.api.schemas import JobDetailOut, JobItemOut, JobOut, Page
 from corral.platform.jobs import cancel_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -35,16 +36,18 @@ def _corpus_name(session: SessionDep, j: Job) -> str | None:
 
 
 @router.get("")
-def jobs(session: SessionDep, state: JobState | None = None, limit: Limit = 50,
-         offset: Offset = 0) -> list[JobOut]:
-    return [_out(j, _corpus_name(session, j))
-            for j in list_jobs(session, state=state, limit=limit, offset=offset)]
+def jobs(caller: ReadCaller, session: SessionDep, state: JobState | None = None, limit: Limit = 50,
+         offset: Offset = 0) -> Page[JobOut]:
+    found = list_jobs(session, state=state, limit=limit, offset=offset, workspace_id=caller.workspace_id)
+    return Page(items=[_out(j, _corpus_name(session, j)) for j in found],
+                total=count_jobs(session, state=state, workspace_id=caller.workspace_id),
+                limit=limit, offset=offset)
 
 
 @router.get("/{job_id}")
-def job(job_id: str, session: SessionDep, items_state: ItemStateQ = None, items_limit: Limit = 100,
-        items_offset: Offset = 0) -> JobDetailOut:
-    j = get_job(session, job_id)
+def job(job_id: str, caller: ReadCaller, session: SessionDep, items_state: ItemStateQ = None,
+        items_limit: Limit = 100, items_offset: Offset = 0) -> JobDetailOut:
+    j = get_job(session, job_id, workspace_id=caller.workspace_id)
     items = [JobItemOut(path=i.path, state=i.state, attempts=i.attempts, error=i.error)
              for i in list_items(session, j.id, state=items_state, limit=items_limit,
                                  offset=items_offset)]
@@ -53,12 +56,12 @@ def job(job_id: str, session: SessionDep, items_state: ItemStateQ = None, items_
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
-def cancel(job_id: str) -> JobOut:
-    j = cancel_job(job_id)
+def cancel(job_id: str, caller: IngestCaller) -> JobOut:
+    j = cancel_job(job_id, workspace_id=caller.workspace_id)
     return _out(j, None)
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_202_ACCEPTED)
-def delete(job_id: str) -> JobOut:
+def delete(job_id: str, caller: IngestCaller) -> JobOut:
     """Same as ``POST /v1/jobs/{id}/cancel``: jobs are kept as a record, so delete means stop."""
-    return cancel(job_id)
+    return cancel(job_id, caller)

@@ -18,15 +18,13 @@ def serve(
     """Run the REST API. Embedded mode runs ingest jobs on a background thread of this process."""
     import uvicorn
 
+    from corral.platform.api.app import create_app
+
     settings = get_settings()
     prepare()
-    uvicorn.run(
-        "corral.platform.api.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-    )
+    bind = host or settings.api_host
+    # The app is built for the address it binds: that decides whether it may run open.
+    uvicorn.run(create_app(bind_host=bind), host=bind, port=port or settings.api_port, log_level="info")
 
 
 def worker(

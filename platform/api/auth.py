@@ -1,0 +1,137 @@
+"""Who is asking: every route but the health probes depends on :func:`require` with a scope.
+
+A key travels as ``Authorization: Bearer crl_…`` (or ``X-API-Key``). An embedded server bound to a
+loopback address runs *open* unless ``CORRAL_AUTH=required``: requests without a key act as the
+single local user (the default workspace, every scope), and start-up says so. Everywhere else a
+request without a valid key is a 401, and a key without the route's scope a 403.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from corral.core.config import Mode, Settings
+from corral.core.db import ApiKey, Scope
+from corral.core.errors import PermissionDeniedError, UnauthenticatedError
+from corral.core.services import DEFAULT_WORKSPACE, get_or_create_workspace
+from corral.core.services.keys import Principal, authenticate
+from corral.platform.api.deps import SessionDep
+
+__all__ = [
+    "AccessPolicy", "AdminCaller", "AskCaller", "IngestCaller", "ReadCaller", "access_policy",
+    "is_loopback", "require",
+]
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "[::1]"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """How this server treats requests: ``open`` (no key needed: one local user) and the ``Host``
+    names it answers to."""
+
+    open: bool
+    allowed_hosts: tuple[str, ...]
+    bind_host: str
+
+
+def _bound_names(bind_host: str) -> list[str]:
+    import socket
+
+    if bind_host in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising the wildcard, not binding it
+        names = [socket.gethostname(), socket.getfqdn(), *LOOPBACK_NAMES]
+        with contextlib.suppress(OSError):
+            names += [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)]
+        return names
+    return [bind_host, *(LOOPBACK_NAMES if is_loopback(bind_host) else ())]
+
+
+def access_policy(settings: Settings, bind_host: str) -> AccessPolicy:
+    """Open only for an embedded server on a loopback address with ``CORRAL_AUTH=auto``."""
+    is_open = (settings.auth == "auto" and settings.mode is Mode.EMBEDDED and is_loopback(bind_host))
+    hosts = [h.lower() for h in (*_bound_names(bind_host), *settings.allowed_hosts)]
+    return AccessPolicy(open=is_open, allowed_hosts=tuple(dict.fromkeys(hosts)), bind_host=bind_host)
+
+
+def _credential(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise UnauthenticatedError("send the API key as 'Authorization: Bearer crl_…'")
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _touch(session: Session, principal: Principal) -> None:
+    # last_used_at is for people reading key lists: a minute's precision spares a write per request.
+    if principal.key_id is None:
+        return
+    key = session.get(ApiKey, principal.key_id)
+    if key is None:
+        return
+    now = datetime.now(UTC)
+    last = key.last_used_at
+    if last is None or last.replace(tzinfo=last.tzinfo or UTC) < now - timedelta(minutes=1):
+        key.last_used_at = now
+
+
+def _principal(request: Request, session: SessionDep) -> Principal:
+    secret = _credential(request)
+    if secret is not None:
+        principal = authenticate(session, secret)
+        _touch(session, principal)
+        request.state.principal = principal
+        return principal
+    policy: AccessPolicy = request.app.state.access
+    if policy.open:
+        ws = get_or_create_workspace(session, DEFAULT_WORKSPACE)
+        principal = Principal(workspace_id=ws.id, workspace=ws.name, scopes=frozenset(Scope))
+        request.state.principal = principal
+        return principal
+    raise UnauthenticatedError("this server needs an API key: send 'Authorization: Bearer crl_…' "
+                               "(create one with `corral keys create`)")
+
+
+def require(scope: Scope) -> Callable[..., Principal]:
+    """A dependency admitting callers whose key has ``scope`` (``admin`` has them all)."""
+
+    def _check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not principal.allows(scope):
+            raise PermissionDeniedError(f"this API key lacks the {scope.value!r} scope")
+        return principal
+
+    _check.corral_scope = scope  # type: ignore[attr-defined]  # read by the every-route-has-a-scope test
+    return _check
+
+
+ReadCaller = Annotated[Principal, Depends(require(Scope.READ))]
+AskCaller = Annotated[Principal, Depends(require(Scope.ASK))]
+IngestCaller = Annotated[Principal, Depends(require(Scope.INGEST))]
+AdminCaller = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+
+def log_policy(policy: AccessPolicy) -> None:
+    if policy.open:
+        log.warning("Corral is serving OPEN on %s: requests without an API key act as the local "
+                    "user with every scope. Set CORRAL_AUTH=required to demand keys.", policy.bind_host)
