@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from corral.core.services import list_corpora, validate_corpus_name
+from corral.core.services.idempotency import fingerprint, once
 from corral.ingestion.ingest import submit_ingest
 from corral.ingestion.sources import source_spec
 from corral.platform.api.auth import AskCaller, IngestCaller, ReadCaller
-from corral.platform.api.deps import SessionDep
+from corral.platform.api.deps import IdempotencyKeyHeader, SessionDep
 from corral.platform.api.schemas import (
     AskRequest,
     AskResponse,
@@ -39,11 +40,15 @@ def corpora(caller: ReadCaller, session: SessionDep, limit: Limit = 100,
 
 
 @router.post("/{name}/ingest", status_code=status.HTTP_202_ACCEPTED)
-def ingest(name: str, body: IngestRequest, caller: IngestCaller) -> JobAccepted:
+def ingest(name: str, body: IngestRequest, caller: IngestCaller,
+           idempotency_key: IdempotencyKeyHeader = None) -> JobAccepted:
+    """Index a git repository (or, for admin keys, a path under the allowed roots) as a job."""
     # No base folder: a relative path means nothing to a server.
-    job_id = submit_ingest(name, source_spec(path=body.path, git=body.git, branch=body.branch),
-                           workspace=caller.workspace)
-    return JobAccepted(job_id=job_id, state="queued", url=f"/v1/jobs/{job_id}")
+    spec = source_spec(path=body.path, git=body.git, branch=body.branch)
+    done = once(caller.workspace_id, idempotency_key,
+                fingerprint("ingest", name, body.model_dump_json()), "job",
+                lambda: submit_ingest(name, spec, workspace=caller.workspace))
+    return JobAccepted(job_id=done.resource_id, state="queued", url=f"/v1/jobs/{done.resource_id}")
 
 
 @router.post("/{name}/ask")
