@@ -112,7 +112,7 @@ def workspace_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
         return
     table = Table("workspace", "monthly budget", "tokens this month")
     for r in rows:
-        table.add_row(r["name"], str(r["monthly_token_budget"] or "none"), str(r["tokens_this_month"]))
+        table.add_row(str(r["name"]), str(r["monthly_token_budget"] or "none"), str(r["tokens_this_month"]))
     console.print(table)
 
 
