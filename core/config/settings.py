@@ -131,6 +131,22 @@ class Settings(BaseSettings):
     # Largest JSON request body; uploads have their own limits (archive_max_*, upload_max_bytes).
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     upload_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    # Rate limits of one API key over a sliding minute (0: none); a key's own limits override them.
+    # Tokens are the prompt + completion tokens of its asks and runs. The open local user of an
+    # embedded loopback server is held to these too. Counters live in Redis in server mode, in the
+    # process in embedded mode; the namespace lets deployments (or test runs) share one Redis.
+    rate_limit_requests_per_minute: int = Field(default=600, ge=0)
+    rate_limit_tokens_per_minute: int = Field(default=1_000_000, ge=0)
+    rate_limit_namespace: str = Field(default="corral", min_length=1, max_length=64)
+
+    # Webhooks. Loopback, private and link-local targets are refused (SSRF) unless their host is
+    # listed here. A delivery is tried up to webhook_max_attempts times, waiting
+    # webhook_backoff_seconds, then twice that, and so on (6 attempts over ~10 minutes by default).
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=20.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # OpenAI-compatible inference server (`corral inference serve`). Backend "auto" serves the
     # embedded engine when it can load the model, else the transformers reference.
@@ -142,6 +158,9 @@ class Settings(BaseSettings):
     engine_weights: Literal["auto", "bf16-packed", "bf16", "int8", "fp32"] = "auto"
     inference_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     inference_default_max_tokens: int = Field(default=1024, ge=1, le=32768)
+    # The key clients must send (Authorization: Bearer); required to bind a non-loopback address.
+    # Agents using this server send it as CORRAL_OPENAI_API_KEY.
+    inference_api_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

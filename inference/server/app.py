@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from corral.inference.chat import ChatCompletion, ChatDelta, ChatService, Usage
 from corral.inference.errors import InferenceError, ModelNotFoundError
 from corral.inference.generation import TextEngine
+from corral.inference.server.auth import ApiKeyGuard
 from corral.inference.server.errors import install_error_handlers, status_and_body
 from corral.inference.server.limits import BodySizeLimit
 from corral.inference.server.metrics import CONTENT_TYPE, InferenceMetrics
@@ -29,9 +30,11 @@ def create_inference_app(
     *,
     max_body_bytes: int = 8 * 1024 * 1024,
     default_max_tokens: int = 1024,
+    api_key: str | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible app over ``engines`` (model id → engine). Nothing loads here: pass engines
-    already loaded. Requests run on the thread pool; engines are expected to be thread-safe."""
+    already loaded. Requests run on the thread pool; engines are expected to be thread-safe. With
+    ``api_key``, every request but ``/healthz`` must send it as ``Authorization: Bearer``."""
     if not engines:
         raise InferenceError("the inference server needs at least one engine")
     services = {name: ChatService(e, default_max_tokens=default_max_tokens) for name, e in engines.items()}
@@ -39,6 +42,8 @@ def create_inference_app(
     created = int(time.time())
     app = FastAPI(title="Corral inference", version="1")
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if api_key:  # added last: it runs first, so an unauthenticated body is never read
+        app.add_middleware(ApiKeyGuard, api_key=api_key)
     install_error_handlers(app)
 
     def service_for(model: str) -> ChatService:
@@ -67,8 +72,10 @@ def create_inference_app(
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionBody) -> Response:
+        # An unknown model is refused before anything is recorded: a client's made-up names must
+        # not become metric series.
+        service = service_for(body.model)
         try:
-            service = service_for(body.model)
             request = body.to_request()
             if not body.stream:
                 completion = await run_in_threadpool(service.complete, request)

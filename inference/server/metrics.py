@@ -3,6 +3,9 @@
 Request counters and token counters are recorded per finished request; an engine that implements
 the optional ``stats()`` (see ``corral.inference.generation.SupportsStats``) adds its own
 throughput, prefix-cache hit rate and per-expert utilisation, read at scrape time.
+
+The ``model`` label takes only the served model ids (anything else is counted as ``unknown``): a
+label taken from the request would let clients grow the series without bound.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from corral.inference.chat.service import Usage
 __all__ = ["CONTENT_TYPE", "InferenceMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNKNOWN_MODEL = "unknown"
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +50,11 @@ class InferenceMetrics:
                                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
         r.register(_Derived(self))
 
+    def _label(self, model: str) -> str:
+        return model if model in self._engines else UNKNOWN_MODEL
+
     def record(self, model: str, usage: Usage) -> None:
+        model = self._label(model)
         self.requests.labels(model, "ok").inc()
         self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
         self.cached_tokens.labels(model).inc(usage.cached_tokens)
@@ -63,7 +71,7 @@ class InferenceMetrics:
             t["decode_s"] += max(decode_s, 0.0)
 
     def record_failure(self, model: str, outcome: str) -> None:
-        self.requests.labels(model, outcome).inc()
+        self.requests.labels(self._label(model), outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

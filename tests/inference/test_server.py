@@ -7,6 +7,7 @@ noise, so the tests check shapes, constraints and errors, and use enum-only sche
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -74,9 +75,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(engines: Mapping[str, Any]) -> Iterator[str]:
+def serving(engines: Mapping[str, Any], api_key: str | None = None) -> Iterator[str]:
     """The app over ``engines`` on a free loopback port, in a thread; yields the base URL."""
-    app = create_inference_app(engines, max_body_bytes=1024 * 1024, default_max_tokens=16)
+    app = create_inference_app(engines, max_body_bytes=1024 * 1024, default_max_tokens=16, api_key=api_key)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -371,6 +372,70 @@ def test_metrics(client: openai.OpenAI, server: str) -> None:
         metric = 'corral_inference_expert_utilisation{{expert="{}",layer="{}",model="tiny-moe"}}'
         shares = [samples[metric.format(e, layer)] for e in range(4)]
         assert abs(sum(shares) - 1.0) < 1e-6 and all(0.0 <= x <= 1.0 for x in shares)
+
+
+def series(page: str) -> set[str]:
+    return {line.rsplit(" ", 1)[0] for line in page.splitlines() if line and not line.startswith("#")}
+
+
+def test_unknown_models_are_refused_before_they_become_metric_series(
+    client: openai.OpenAI, server: str
+) -> None:
+    before = series(httpx.get(f"{server}/metrics").text)
+    for i in range(30):
+        request = {"model": f"made-up-{i}-{os.urandom(4).hex()}", "messages": HI,
+                   "stream": i % 2 == 1}
+        err = error_of(functools.partial(client.chat.completions.create, **request))
+        assert err.status_code == 404 and isinstance(err.body, dict)
+        assert err.body["code"] == "model_not_found" and err.body["type"] == "invalid_request_error"
+    after = series(httpx.get(f"{server}/metrics").text)
+    assert not any("made-up" in s for s in after)
+    assert after - before <= {s for s in after if 'model="unknown"' in s}
+
+
+def test_an_api_key_is_required_when_configured(tiny_chat_model: Path) -> None:
+    key = "sk-" + os.urandom(16).hex()
+    with serving({"tiny": HFChatModel(tiny_chat_model)}, api_key=key) as url:
+        chat = f"{url}/v1/chat/completions"
+        body = {"model": "tiny", "messages": HI, "max_tokens": 2}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {key}"},
+                        {"Authorization": f"Bearer {key}x"}, {"Authorization": "Bearer"},
+                        {"X-API-Key": key}):
+            refused = httpx.post(chat, json=body, headers=headers)
+            assert refused.status_code == 401, (headers, refused.text)
+            assert refused.json()["error"]["code"] == "invalid_api_key"
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert httpx.get(f"{url}/v1/models").status_code == 401
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        assert httpx.get(f"{url}/healthz").status_code == 200  # the liveness probe stays open
+        # Refused before the body is read: a huge body without the key is a 401, not a 413.
+        assert httpx.post(chat, content=b"x" * (2 * 1024 * 1024)).status_code == 401
+        with openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as c:
+            out = c.chat.completions.create(model="tiny", messages=HI, max_tokens=2, temperature=0)
+            assert out.usage is not None and out.usage.completion_tokens == 2
+        with openai.OpenAI(base_url=f"{url}/v1", api_key="sk-wrong", max_retries=0) as c:
+            assert error_of(lambda: c.models.list()).status_code == 401
+        assert httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        # The agents' OpenAI backend sends CORRAL_OPENAI_API_KEY as the Bearer token.
+        from corral.agents.backends.remote import remote_chat_model
+
+        agent_chat = remote_chat_model(f"{url}/v1", "tiny", key, max_tokens=2, context_window=2048,
+                                       token_ids=lambda t: [0] * len(t))
+        assert agent_chat.invoke("hi").usage_metadata is not None
+        keyless = remote_chat_model(f"{url}/v1", "tiny", None, max_tokens=2, context_window=2048,
+                                    token_ids=lambda t: [0] * len(t))
+        with pytest.raises(openai.AuthenticationError):
+            keyless.invoke("hi")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
+def test_cli_refuses_a_public_bind_without_a_key(tmp_path: Path, tiny_chat_model: Path, host: str) -> None:
+    corral = Path(sys.executable).parent / "corral"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    env["CORRAL_DATA_DIR"] = str(tmp_path)
+    r = subprocess.run([str(corral), "inference", "serve", "--model", str(tiny_chat_model), "--host", host],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "CORRAL_INFERENCE_API_KEY" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_serves_a_model_folder(tiny_chat_model: Path, tmp_path: Path) -> None:

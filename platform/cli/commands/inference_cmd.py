@@ -10,6 +10,7 @@ import typer
 
 from corral.core.config import get_settings
 from corral.core.errors import ConfigurationError
+from corral.platform.api.auth import is_loopback
 from corral.platform.composition import Backend, load_text_engine
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,10 @@ def serve(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Model id clients ask for (default: the file's).")] = None,
 ) -> None:
-    """Serve /v1/chat/completions, /v1/models, /metrics and /healthz (OpenAI-compatible)."""
+    """Serve /v1/chat/completions, /v1/models, /metrics and /healthz (OpenAI-compatible).
+
+    With CORRAL_INFERENCE_API_KEY set, every request but /healthz must send it as a Bearer token;
+    without it the server binds only a loopback address."""
     import uvicorn
 
     from corral.inference.server import create_inference_app
@@ -46,6 +50,16 @@ def serve(
     if backend is not None and backend not in ("auto", "engine", "hf"):
         raise ConfigurationError(f"--backend must be auto, engine or hf, not {backend!r}")
     settings = get_settings()
+    bind = host or settings.inference_host
+    api_key = settings.inference_api_key.get_secret_value() if settings.inference_api_key else None
+    if not api_key and not is_loopback(bind):
+        raise ConfigurationError(
+            f"refusing to serve on {bind} without an API key: set CORRAL_INFERENCE_API_KEY (clients "
+            "send it as 'Authorization: Bearer …'; Corral's agents as CORRAL_OPENAI_API_KEY), or bind "
+            "127.0.0.1")
+    if not api_key:
+        log.warning("the inference server accepts requests without a key on %s (loopback only); set "
+                    "CORRAL_INFERENCE_API_KEY to demand one", bind)
     folder, gguf_file = _model_location(model, gguf)
     engine = load_text_engine(folder, gguf_file, cast(Backend | None, backend))
     weights = getattr(engine, "weights", None)
@@ -57,6 +71,7 @@ def serve(
         {name or engine.model_id: engine},
         max_body_bytes=settings.inference_max_body_bytes,
         default_max_tokens=settings.inference_default_max_tokens,
+        api_key=api_key,
     )
-    uvicorn.run(app, host=host or settings.inference_host, port=port or settings.inference_port,
+    uvicorn.run(app, host=bind, port=port or settings.inference_port,
                 log_level="info")
