@@ -25,6 +25,7 @@ from corral.core.errors import PermissionDeniedError, UnauthenticatedError
 from corral.core.services import DEFAULT_WORKSPACE, get_or_create_workspace
 from corral.core.services.keys import Principal, authenticate
 from corral.platform.api.deps import SessionDep
+from corral.platform.api.ratelimit import check_request
 
 __all__ = [
     "AccessPolicy", "AdminCaller", "AskCaller", "IngestCaller", "ReadCaller", "access_policy",
@@ -116,7 +117,8 @@ def _principal(request: Request, session: SessionDep) -> Principal:
 def require(scope: Scope) -> Callable[..., Principal]:
     """A dependency admitting callers whose key has ``scope`` (``admin`` has them all)."""
 
-    def _check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    def _check(request: Request, principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        check_request(request, principal)  # per-key requests a minute; 429 past them
         if not principal.allows(scope):
             raise PermissionDeniedError(f"this API key lacks the {scope.value!r} scope")
         return principal

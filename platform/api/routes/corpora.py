@@ -8,10 +8,12 @@ from fastapi import APIRouter, Query, status
 
 from corral.core.services import list_corpora, validate_corpus_name
 from corral.core.services.idempotency import fingerprint, once
+from corral.core.services.usage import check_budget
 from corral.ingestion.ingest import submit_ingest
 from corral.ingestion.sources import source_spec
 from corral.platform.api.auth import AskCaller, IngestCaller, ReadCaller
 from corral.platform.api.deps import IdempotencyKeyHeader, SessionDep
+from corral.platform.api.ratelimit import charge_tokens, check_tokens
 from corral.platform.api.schemas import (
     AskRequest,
     AskResponse,
@@ -52,7 +54,11 @@ def ingest(name: str, body: IngestRequest, caller: IngestCaller,
 
 
 @router.post("/{name}/ask")
-def ask(name: str, body: AskRequest, caller: AskCaller) -> AskResponse:
+def ask(name: str, body: AskRequest, caller: AskCaller, session: SessionDep) -> AskResponse:
     validate_corpus_name(name)
+    check_tokens(caller)  # the key's tokens a minute, then the workspace's month: 429 when spent
+    check_budget(session, caller.workspace_id)
+    session.commit()  # hold no transaction (nor SQLite's write lock) across the model's answer
     result = answer(name, body.question, body.strategy, agent=body.agent, workspace=caller.workspace)
+    charge_tokens(caller, result.prompt_tokens + result.completion_tokens)
     return AskResponse.model_validate(result.to_dict())
