@@ -62,7 +62,12 @@ class PayloadTooLargeError(CorralError):
 
 
 class ConflictError(CorralError):
-    """The request contradicts the current state (e.g. a corpus that is still indexing)."""
+    """The request contradicts the current state (e.g. a corpus that is still indexing); ``job_id``
+    names the job in the way, when there is one."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class IngestError(CorralError):

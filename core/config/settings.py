@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     archive_max_files: int = Field(default=100_000, ge=1)
     archive_max_ratio: float = Field(default=200.0, ge=1.0)
     git_timeout_s: float = Field(default=600.0, gt=0)
+    # Git hosts fetched from even though they resolve to loopback, private or link-local addresses
+    # (a trusted internal server); every other host must have public addresses only (SSRF).
+    git_allowed_hosts: list[str] = Field(default_factory=list)
     # Ingest jobs: documents per batch task; a job whose heartbeat is older than job_stale_seconds is
     # requeued by the watchdog, at most job_max_attempts times, then failed.
     ingest_batch_size: int = Field(default=32, ge=1, le=10_000)

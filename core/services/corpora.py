@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,18 +82,41 @@ def get_corpus(session: Session, name: str, workspace: str = DEFAULT_WORKSPACE) 
 
 
 def get_or_create_corpus(session: Session, name: str, workspace: str = DEFAULT_WORKSPACE) -> Corpus:
+    return ensure_corpus(session, name, workspace)[0]
+
+
+def ensure_corpus(
+    session: Session, name: str, workspace: str = DEFAULT_WORKSPACE
+) -> tuple[Corpus, bool]:
+    """The corpus ``name`` of ``workspace``, created if new, and whether this call created it."""
     validate_corpus_name(name)
     corpus = find_corpus(session, name, workspace)
-    if corpus is None:
-        ws = get_or_create_workspace(session, workspace)
-        try:  # the insert in a savepoint: losing a concurrent creation reads the winner's row
-            with session.begin_nested():
-                corpus = Corpus(workspace_id=ws.id, name=name, token_count=0, document_count=0)
-                session.add(corpus)
-                session.flush()
-        except IntegrityError:
-            corpus = get_corpus(session, name, workspace)
-    return corpus
+    if corpus is not None:
+        return corpus, False
+    ws = get_or_create_workspace(session, workspace)
+    try:  # the insert in a savepoint: losing a concurrent creation reads the winner's row
+        with session.begin_nested():
+            corpus = Corpus(workspace_id=ws.id, name=name, token_count=0, document_count=0)
+            session.add(corpus)
+            session.flush()
+    except IntegrityError:
+        return get_corpus(session, name, workspace), False
+    return corpus, True
+
+
+def lock_corpus(session: Session, corpus_id: int) -> bool:
+    """Hold the corpus row until the transaction ends, so that whoever checks what runs on it and
+    then adds work does both alone; ``False`` when the corpus no longer exists.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks and its driver opens the
+    transaction at the first write, so a no-op ``UPDATE`` takes the database's one write lock
+    (writers are serialised; the reads that follow see every committed job).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        done = session.execute(update(Corpus).where(Corpus.id == corpus_id)
+                               .values(document_count=Corpus.document_count))
+        return bool(getattr(done, "rowcount", 0))
+    return session.scalar(select(Corpus.id).where(Corpus.id == corpus_id).with_for_update()) is not None
 
 
 def list_corpora(session: Session, workspace: str = DEFAULT_WORKSPACE) -> list[Corpus]:

@@ -5,6 +5,10 @@ refreshes ``heartbeat_at``; :func:`reap_stale_jobs` (the watchdog) finds jobs wh
 stopped — a worker killed, a broker that lost its messages — and hands them back to be queued again,
 up to a number of attempts, after which they fail with the reason. Per-document progress is in
 ``JobItem`` rows.
+
+One ingest job at a time per corpus: :func:`active_ingest` names the one queued or running. A job
+that fails or is cancelled and whose request created its corpus removes that corpus again when it
+holds nothing (no documents, no other job, no run): a refused ingest leaves no empty corpus behind.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from corral.core.db import Corpus, Job, JobKind, JobState
-from corral.core.db.models import JobItem
+from corral.core.db import Corpus, Document, Job, JobKind, JobState, Source
+from corral.core.db.models import JobItem, Run
 from corral.core.errors import ConflictError, NotFoundError
+from corral.core.services.webhooks import enqueue_event, job_event
 
 __all__ = [
     "ItemState",
     "StaleJobs",
+    "active_ingest",
+    "cancel_message",
+    "cancel_now",
     "claim_job",
     "count_jobs",
     "create_job",
@@ -128,11 +136,66 @@ def finish_job(
     result: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> None:
+    announce = job.finished_at is None  # one job.finished per job
     job.state = state
     job.result = result
     job.error = error
     job.finished_at = _now()
     job.heartbeat_at = job.finished_at
+    if announce and job.workspace_id is not None:  # webhooks, sent once this commits
+        enqueue_event(session, job.workspace_id, "job.finished", job_event(session, job))
+    if state in (JobState.FAILED, JobState.CANCELLED):
+        _drop_created_corpus(session, job)
+
+
+def active_ingest(session: Session, corpus_id: int) -> Job | None:
+    """The ingest job of ``corpus_id`` that is queued or running, if any (the oldest)."""
+    return session.scalar(
+        select(Job).where(Job.corpus_id == corpus_id, Job.kind == JobKind.INGEST,
+                          Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        .order_by(Job.created_at, Job.id).limit(1))
+
+
+def cancel_message(session: Session, job: Job) -> str:
+    """How far a cancelled job got: before it listed anything, or after how many documents."""
+    counts = item_counts(session, job.id)
+    planned = sum(counts.values()) - counts.get(ItemState.REMOVED, 0)
+    if planned == 0:
+        return "cancelled before it started"
+    done = planned - counts.get(ItemState.PENDING, 0) - counts.get(ItemState.CANCELLED, 0)
+    return f"cancelled while running after {done} of {planned} documents"
+
+
+def cancel_now(session: Session, job: Job, note: str | None = None) -> None:
+    """Finish ``job`` as cancelled: its pending documents are marked cancelled, and the error says
+    how far it got (:func:`cancel_message`), with ``note`` after it."""
+    message = cancel_message(session, job)
+    session.execute(update(JobItem).where(JobItem.job_id == job.id,
+                                          JobItem.state == ItemState.PENDING)
+                    .values(state=ItemState.CANCELLED, error="job cancelled"))
+    finish_job(session, job, JobState.CANCELLED, result=job.result,
+               error=f"{message} ({note})" if note else message)
+
+
+def _drop_created_corpus(session: Session, job: Job) -> None:
+    """Remove the corpus ``job``'s request created, if it holds nothing; the job stays, detached
+    (its parameters still name the corpus)."""
+    corpus_id = job.corpus_id
+    if corpus_id is None or not job.params.get("new_corpus"):
+        return
+    session.flush()
+    # The same lock submitting an ingest takes: nobody adds a job to it while we look.
+    if session.scalar(select(Corpus.id).where(Corpus.id == corpus_id).with_for_update()) is None:
+        return
+    for held in (select(Document.id).where(Document.corpus_id == corpus_id),
+                 select(Job.id).where(Job.corpus_id == corpus_id, Job.id != job.id),
+                 select(Run.id).where(Run.corpus_id == corpus_id)):
+        if session.scalar(held.limit(1)) is not None:
+            return
+    job.corpus_id = None
+    session.flush()
+    session.execute(delete(Source).where(Source.corpus_id == corpus_id))
+    session.execute(delete(Corpus).where(Corpus.id == corpus_id))
 
 
 def request_cancel(session: Session, job_id: str, workspace_id: int | None = None) -> Job:
@@ -148,7 +211,7 @@ def request_cancel(session: Session, job_id: str, workspace_id: int | None = Non
         raise ConflictError(f"job {job.id} already {job.state.value}; there is nothing to cancel")
     job.cancel_requested = True
     if job.state is JobState.QUEUED:
-        finish_job(session, job, JobState.CANCELLED, error="cancelled before it started")
+        cancel_now(session, job)
     return job
 
 
@@ -233,8 +296,7 @@ def reap_stale_jobs(
         if last >= cutoff:  # SQLite compares naive strings; re-check with real datetimes
             continue
         if job.cancel_requested:
-            finish_job(session, job, JobState.CANCELLED, result=job.result,
-                       error="cancelled (its worker stopped before finishing)")
+            cancel_now(session, job, "its worker stopped before finishing")
             continue
         job.heartbeat_at = now
         requeue.append(job.id)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from corral.core.db import Chunk, Corpus, Document, DocumentStatus, Job, JobState, Source
 from corral.core.db.models import JobItem
 from corral.core.services import ItemState, finish_job, get_job, item_counts
+from corral.core.services.jobs import cancel_message
 from corral.ingestion.pipeline.report import FileOutcome, IngestReport
 from corral.ingestion.pipeline.services import IngestServices
 
@@ -88,7 +89,7 @@ def finish_if_done(services: IngestServices, job_id: str) -> JobState | None:
         state = JobState.CANCELLED if job.cancel_requested else JobState.SUCCEEDED
         job.phase = "done"
         finish_job(session, job, state, result=report.to_dict(),
-                   error="cancelled on request" if state is JobState.CANCELLED else None)
+                   error=cancel_message(session, job) if state is JobState.CANCELLED else None)
     log.info("ingest job %s %s: %d indexed, %d unchanged, %d failed, %d removed", job_id,
              state.value, report.indexed, report.unchanged, report.failed, report.removed)
     return state

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from corral.core.db import JobState
 from corral.core.errors import CorralError
 from corral.core.services import finish_job, get_job
+from corral.core.services.jobs import cancel_now
 from corral.ingestion.pipeline.batch import index_batch
 from corral.ingestion.pipeline.finish import finish_if_done
 from corral.ingestion.pipeline.plan import plan_job
@@ -45,8 +46,8 @@ def run_ingest_job(
         job = get_job(session, job_id)
         if job.state.finished:
             return job.state
-        if job.cancel_requested:
-            finish_job(session, job, JobState.CANCELLED, error="cancelled before it started")
+        if job.cancel_requested:  # before it started, or (run again) while it ran
+            cancel_now(session, job)
             return JobState.CANCELLED
         params = dict(job.params)
     try:

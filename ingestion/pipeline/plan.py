@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral.core.db import Chunk, Document, Source
@@ -17,8 +18,9 @@ from corral.core.db.models import JobItem
 from corral.core.services import ItemState, get_job, start_job
 from corral.ingestion.pipeline.services import IngestServices
 from corral.ingestion.sources.base import Source as DocumentSource
+from corral.ingestion.sources.base import SourceDescription
 
-__all__ = ["pending_batches", "plan_job"]
+__all__ = ["pending_batches", "plan_job", "source_row_for"]
 
 
 def pending_batches(session: Session, job_id: str) -> list[int]:
@@ -26,6 +28,29 @@ def pending_batches(session: Session, job_id: str) -> list[int]:
         select(JobItem.batch).where(JobItem.job_id == job_id, JobItem.state == ItemState.PENDING)
         .distinct().order_by(JobItem.batch)
     ))
+
+
+def source_row_for(session: Session, corpus_id: int, desc: SourceDescription) -> Source:
+    """The corpus's ``Source`` row for ``desc`` (kind and uri), created if new: the same source
+    ingested again, or by two jobs at once, reuses one row (the insert runs in a savepoint; losing
+    the race reads the winner's row)."""
+    def find() -> Source | None:
+        return session.scalar(select(Source).where(
+            Source.corpus_id == corpus_id, Source.kind == desc.kind, Source.uri == desc.uri))
+
+    row = find()
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = Source(corpus_id=corpus_id, kind=desc.kind, uri=desc.uri, options={})
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        row = find()
+        if row is None:
+            raise
+    return row
 
 
 def plan_job(services: IngestServices, job_id: str, source: DocumentSource) -> list[int]:
@@ -49,12 +74,7 @@ def plan_job(services: IngestServices, job_id: str, source: DocumentSource) -> l
         listed.extend((number, item.path) for item in batch)
 
     with sf.begin() as session:
-        source_row = session.scalar(select(Source).where(
-            Source.corpus_id == corpus_id, Source.kind == desc.kind, Source.uri == desc.uri))
-        if source_row is None:
-            source_row = Source(corpus_id=corpus_id, kind=desc.kind, uri=desc.uri, options={})
-            session.add(source_row)
-            session.flush()
+        source_row = source_row_for(session, corpus_id, desc)
         source_row.commit = desc.commit
         source_row.options = dict(desc.options)
         source_row.last_synced_at = datetime.now(UTC)

@@ -30,6 +30,7 @@ from corral.core.db import DocumentStatus, SourceKind
 from corral.core.errors import InvalidInputError
 from corral.ingestion.sources.base import SourceDescription, SourceDocument, SourceItem, SourceProblem
 from corral.ingestion.sources.folder import batched, document_at
+from corral.ingestion.sources.walk import hidden_file
 
 __all__ = ["ArchiveLimits", "ArchiveSource", "extract_zip"]
 
@@ -111,6 +112,9 @@ class ArchiveSource:
     def open_document(self, path: str) -> SourceItem:
         if path in self._problems:
             return self._problems[path]
+        hidden = hidden_file(path.rsplit("/", 1)[-1]) if self._is_zip else None
+        if hidden is not None and path in self._documents:
+            return SourceProblem(path, hidden)
         if self._is_zip and path not in self._documents:
             return SourceProblem(path, "path is not inside this source", DocumentStatus.FAILED)
         return document_at(self.root, path, self._prefix)
@@ -121,8 +125,11 @@ class ArchiveSource:
             return
         paths = sorted([*self._documents, *self._problems])
         for path in paths:
+            hidden = hidden_file(path.rsplit("/", 1)[-1])
             if path in self._problems:
                 yield self._problems[path]
+            elif hidden is not None:
+                yield SourceProblem(path, hidden)
             else:
                 local = self.root.joinpath(*PurePosixPath(path).parts[1:])
                 yield SourceDocument(path, local, self._documents[path])

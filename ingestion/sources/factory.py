@@ -29,6 +29,7 @@ def open_source(
     options: Mapping[str, Any] | None = None,
     *,
     refresh: bool = True,
+    credential: str | None = None,
 ) -> Source:
     """The source of ``kind`` at ``uri``, configured from the settings.
 
@@ -36,7 +37,8 @@ def open_source(
       (the ingest policy was checked before the job was recorded: ``spec.check_spec``).
     * ``git``: a local repository or a clone URL (see :mod:`corral.ingestion.sources.git`);
       option ``branch``. ``refresh=False`` reuses an existing clone without fetching: workers
-      re-opening documents by path see the commit the job listed.
+      re-opening documents by path see the commit the job listed. ``credential`` (``user[:password]``,
+      kept apart from the uri) is sent to the host as HTTP Basic authentication.
     * ``upload``: an uploaded file or ``.zip`` at ``uri``; option ``name``, the name it was
       uploaded under (defaults to the file's own name).
 
@@ -68,7 +70,8 @@ def open_source(
         return GitSource(
             uri, cache_dir=settings.cache_dir, allowed_roots=settings.ingest_allowed_roots,
             development=settings.environment == "development", branch=branch,
-            timeout_s=settings.git_timeout_s, refresh=refresh,
+            timeout_s=settings.git_timeout_s, refresh=refresh, credential=credential,
+            allowed_hosts=settings.git_allowed_hosts,
         )
     name = opts.get("name")
     if name is not None and not isinstance(name, str):

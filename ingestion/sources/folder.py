@@ -13,6 +13,7 @@ from corral.ingestion.sources.gitcli import GITIGNORED, gitignored, is_ignored
 from corral.ingestion.sources.walk import (
     FoundFile,
     Unreadable,
+    hidden_file,
     ignored_folder,
     link_problem,
     walk,
@@ -94,6 +95,9 @@ def document_at(root: Path, path: str, prefix: str | None = None, *,
             return SourceProblem(path, "symlinked folder is not followed")
     if is_ignored("/".join(parts[1:]), gitignored):
         return SourceProblem(path, GITIGNORED)
+    hidden = hidden_file(parts[-1]) if folders_ignored and len(parts) > 1 else None
+    if hidden is not None:
+        return SourceProblem(path, hidden)
     if local.is_symlink():
         problem = link_problem(local, real_root, {real_root})
         if problem is not None:

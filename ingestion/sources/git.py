@@ -7,7 +7,10 @@ restrictions (``GIT_ALLOW_PROTOCOL``) are first-class there, and a timeout kills
 Allowed: ``http(s)://``, ``ssh://``, scp-like ``user@host:path``, and ``file://`` URLs or local paths
 under ``CORRAL_INGEST_ALLOWED_ROOTS`` (any local path in development when no roots are set).
 Refused with :class:`InvalidInputError`: ``git://``, transport helpers (``ext::``, ``fd::``), any
-other scheme, and anything that looks like a command-line option.
+other scheme, and anything that looks like a command-line option. Remote hosts must have public
+addresses unless listed in ``CORRAL_GIT_ALLOWED_HOSTS`` (:mod:`corral.ingestion.sources.gitnet`),
+checked right before every clone and fetch; a credential travels beside the URL, never in it
+(:mod:`corral.ingestion.sources.credentials`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -28,11 +32,16 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from corral.core.db import DocumentStatus, SourceKind
 from corral.core.errors import IngestError, InvalidInputError
 from corral.ingestion.sources.base import SourceDescription, SourceDocument, SourceItem, SourceProblem
+from corral.ingestion.sources.credentials import auth_header
 from corral.ingestion.sources.folder import batched
 from corral.ingestion.sources.gitcli import GIT, GITIGNORED, git_env, gitignored, is_ignored
+from corral.ingestion.sources.gitnet import check_remote, unreachable
 from corral.ingestion.sources.policy import check_local_path
+from corral.ingestion.sources.walk import hidden_file
 
 __all__ = ["GitSource", "GitTarget", "parse_git_uri"]
+
+log = logging.getLogger(__name__)
 
 _REMOTE_SCHEMES = frozenset({"http", "https", "ssh"})
 _HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
@@ -105,10 +114,13 @@ class GitSource:
         branch: str | None = None,
         timeout_s: float = 600.0,
         refresh: bool = True,
+        credential: str | None = None,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         if branch is not None and (not _BRANCH.match(branch) or branch.startswith("-")):
             raise InvalidInputError(f"not a valid branch name: {branch[:200]!r}")
         self._uri, self._branch, self._timeout = uri.strip(), branch, timeout_s
+        self._credential, self._allowed_hosts = credential, tuple(allowed_hosts)
         target = parse_git_uri(uri, allowed_roots, development=development)
         if target.local is not None:
             local = target.local
@@ -150,6 +162,9 @@ class GitSource:
             return SourceProblem(path, "path is not inside this source", DocumentStatus.FAILED)
         if is_ignored("/".join(parts[1:]), self._gitignored):
             return SourceProblem(path, GITIGNORED)
+        hidden = hidden_file(parts[-1]) if len(parts) > 1 else None
+        if hidden is not None:
+            return SourceProblem(path, hidden)
         item = self._item("/".join(parts[1:]), self.root.resolve())
         if item is None:
             return SourceProblem(path, "file no longer exists in the source", DocumentStatus.FAILED)
@@ -176,6 +191,10 @@ class GitSource:
                 shown = raw.decode("utf-8", "replace")
                 yield SourceProblem(f"{self.name}/{shown}", "file name is not valid UTF-8",
                                     DocumentStatus.FAILED)
+                continue
+            hidden = hidden_file(rel.rsplit("/", 1)[-1])
+            if hidden is not None:
+                yield SourceProblem(f"{self.name}/{rel}", hidden)
                 continue
             item = self._item(rel, real_root)
             if item is not None:
@@ -209,13 +228,14 @@ class GitSource:
         base = cache_dir / "git"
         base.mkdir(parents=True, exist_ok=True)
         dest = base / key
-        env = git_env(allow_file)
         with _locked(base / f"{key}.lock"):
             if (dest / ".git").exists():
                 if refresh:
                     ref = self._branch or "HEAD"
-                    self._run(dest, "fetch", "--depth", "1", "--no-tags", "origin", "--", ref, env=env)
-                    self._run(dest, "checkout", "--force", "--detach", "FETCH_HEAD", env=env)
+                    self._remote(url, allow_file, dest, "fetch", "--depth", "1", "--no-tags",
+                                 "origin", "--", ref)
+                    self._run(dest, "checkout", "--force", "--detach", "FETCH_HEAD",
+                              env=git_env(allow_file))
                 return dest
             tmp = base / f"{key}.tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -223,12 +243,37 @@ class GitSource:
             if self._branch:
                 args += ["--branch", self._branch]
             try:
-                self._run(base, *args, "--", url, str(tmp), env=env)
-            except IngestError:
+                self._remote(url, allow_file, base, *args, "--", url, str(tmp))
+            except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             tmp.rename(dest)
             return dest
+
+    def _remote(self, url: str, allow_file: bool, cwd: Path, *args: str) -> None:
+        """Run a git command that talks to ``url``: a remote host is checked (public addresses,
+        or listed) right before, and pinned to the addresses checked; the credential goes in a
+        header through the environment; every failure to reach it reads the same."""
+        env = git_env(allow_file)
+        if allow_file:
+            self._run(cwd, *args, env=env)
+            return
+        checked = check_remote(url, _redact(self._uri), self._allowed_hosts, must_resolve=True)
+        options = ["-c", "http.followRedirects=false"]
+        if checked is not None and checked[1] and checked[0].scheme in ("http", "https"):
+            remote, addresses = checked
+            pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+            options += ["-c", f"http.curloptResolve={remote.host}:{remote.port}:{pinned}"]
+        if self._credential is not None:
+            count = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
+            env.update({"GIT_CONFIG_COUNT": str(count + 1),
+                        f"GIT_CONFIG_KEY_{count}": "http.extraHeader",
+                        f"GIT_CONFIG_VALUE_{count}": auth_header(self._credential)})
+        try:
+            self._run(cwd, *args, env=env, options=options)
+        except IngestError as exc:
+            log.warning("git %s failed: %s", args[0], exc)
+            raise IngestError(unreachable(_redact(self._uri))) from None
 
     def _git(self, cwd: Path, *args: str, check: bool = True) -> str:
         try:
@@ -238,8 +283,9 @@ class GitSource:
                 raise
             return ""
 
-    def _run(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> bytes:
-        cmd = [*GIT, *args]
+    def _run(self, cwd: Path, *args: str, env: dict[str, str] | None = None,
+             options: Sequence[str] = ()) -> bytes:
+        cmd = [*GIT, *options, *args]
         try:
             done = subprocess.run(
                 cmd, cwd=cwd, env=env or git_env(False), capture_output=True, check=False,

@@ -6,21 +6,29 @@ policy (:mod:`corral.ingestion.sources.policy`) to it. A job records the spec as
 (:func:`spec_params`), so that any worker re-opens the same source (:func:`open_spec`). Whether a
 local file is a zip archive to extract is decided where the source is opened
 (:func:`~corral.ingestion.sources.factory.open_source`).
+
+A git URL's credential (``https://user:token@host/...``) is split off by :func:`source_spec` and
+never stored in clear: the job parameters hold the bare URL and the credential sealed with the
+deployment's secret key (:mod:`corral.ingestion.sources.credentials`).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from corral.core.db import SourceKind
-from corral.core.errors import InvalidInputError
+from corral.core.errors import InvalidInputError, PermissionDeniedError
 from corral.ingestion.sources.base import Source
+from corral.ingestion.sources.credentials import seal, split_credential, unseal
 from corral.ingestion.sources.factory import open_source
-from corral.ingestion.sources.git import parse_git_uri
+from corral.ingestion.sources.git import _redact, parse_git_uri
+from corral.ingestion.sources.gitnet import check_remote, remote_host
 from corral.ingestion.sources.policy import check_local_path
 
 __all__ = [
@@ -29,6 +37,7 @@ __all__ = [
     "SourceSpec",
     "UploadSpec",
     "check_spec",
+    "is_server_path",
     "open_spec",
     "source_spec",
     "spec_from_params",
@@ -36,6 +45,8 @@ __all__ = [
 ]
 
 _MAX_PATH = 4096
+_MAX_NAME_BYTES = 255  # one path component (NAME_MAX)
+_MAX_RECORDED = 2048  # the width of Source.uri
 _BRANCH = re.compile(r"^[A-Za-z0-9._/+-]{1,200}$")
 
 
@@ -48,7 +59,8 @@ class PathSpec:
 
 @dataclass(frozen=True, slots=True)
 class UploadSpec:
-    """A file received by upload, kept at ``path`` and shown as ``name`` (a ``.zip`` is extracted)."""
+    """Files received by upload, staged at ``path`` under the data dir's ``uploads/`` and shown as
+    ``name``: one file (a ``.zip`` is extracted), or a folder of uploaded files and archives."""
 
     path: Path
     name: str
@@ -56,10 +68,12 @@ class UploadSpec:
 
 @dataclass(frozen=True, slots=True)
 class GitSpec:
-    """A git repository: an http(s)/ssh/scp-like URL, a ``file://`` URL or a local path."""
+    """A git repository: an http(s)/ssh/scp-like URL, a ``file://`` URL or a local path; the URL
+    carries no credential, ``credential`` (``user[:password]``) does, and is never shown."""
 
     url: str
     branch: str | None = None
+    credential: str | None = field(default=None, repr=False)
 
 
 SourceSpec = PathSpec | UploadSpec | GitSpec
@@ -86,15 +100,20 @@ def source_spec(
         url = git.strip()
         if not url:
             raise InvalidInputError("the git URL is empty")
-        if base is not None and "://" not in url and "\x00" not in url and (base / url).exists():
+        if base is not None and "://" not in url and "\x00" not in url and len(url) <= _MAX_PATH \
+                and _fits(url) and (base / url).exists():
             url = str((base / url).absolute())  # a local repository, named for any worker
-        return GitSpec(url, branch)
+        url, credential = split_credential(url)
+        return GitSpec(url, branch, credential)
     if branch is not None:
         raise InvalidInputError("a branch needs a git URL")
     assert path is not None
     if not path or "\x00" in path or len(path) > _MAX_PATH:
         raise InvalidInputError(f"the path is empty, longer than {_MAX_PATH} characters or contains "
                                 "a NUL byte")
+    if not _fits(path) or len(path) > _MAX_RECORDED:
+        raise InvalidInputError(f"the path is too long: a name in it is over {_MAX_NAME_BYTES} "
+                                f"bytes, or the whole over {_MAX_RECORDED} characters")
     local = Path(path)
     if not local.is_absolute():
         if base is None:
@@ -103,26 +122,74 @@ def source_spec(
     return PathSpec(local.absolute())
 
 
-def check_spec(spec: SourceSpec, allowed_roots: Sequence[Path], *, development: bool) -> None:
+def _fits(path: str) -> bool:
+    """Whether the system can name ``path``: no component over NAME_MAX, the whole under PATH_MAX."""
+    raw = os.fsencode(path)
+    return len(raw) < _MAX_PATH and all(len(part) <= _MAX_NAME_BYTES for part in raw.split(b"/"))
+
+
+def is_server_path(spec: SourceSpec) -> bool:
+    """Whether ``spec`` reads the server's own disk: a path, or a local git repository (``file://``
+    or a path). Over the API only admin keys may name one, and only under the allowed roots."""
+    if isinstance(spec, PathSpec):
+        return True
+    return isinstance(spec, GitSpec) and remote_host(spec.url) is None
+
+
+def check_spec(
+    spec: SourceSpec, allowed_roots: Sequence[Path], *, development: bool,
+    git_allowed_hosts: Sequence[str] = (), upload_root: Path | None = None,
+) -> None:
     """Refuse a source this process must not read (the ingest policy), then one that is not there.
 
-    The policy comes first, so that a refused caller learns nothing about which paths exist.
+    The policy comes first, so that a refused caller learns nothing about which paths exist. A
+    remote git host must have public addresses (or be in ``git_allowed_hosts``): see
+    :mod:`corral.ingestion.sources.gitnet`. An upload must lie under ``upload_root``, where the
+    upload route stages it.
     """
     if isinstance(spec, GitSpec):
-        local = parse_git_uri(spec.url, allowed_roots, development=development).local
-        if local is not None and not local.is_dir():
+        target = parse_git_uri(spec.url, allowed_roots, development=development)
+        if target.remote is not None:
+            check_remote(target.remote, _redact(spec.url), git_allowed_hosts, must_resolve=False)
+        local = target.local
+        if local is not None and not _is_dir(local):
             raise InvalidInputError(f"no such repository folder: {spec.url[:200]}")
         return
-    check_local_path(spec.path, allowed_roots, development=development)
-    if not spec.path.exists() and not spec.path.is_symlink():
+    if isinstance(spec, UploadSpec):
+        if upload_root is None or not spec.path.resolve().is_relative_to(upload_root.resolve()):
+            raise PermissionDeniedError("an upload is read only from the upload folder")
+    else:
+        check_local_path(spec.path, allowed_roots, development=development)
+    try:
+        missing = not spec.path.exists() and not spec.path.is_symlink()
+    except OSError as exc:
+        raise InvalidInputError(_os_problem(exc, spec.path)) from None
+    if missing:
         raise InvalidInputError(f"path does not exist: {str(spec.path)[:200]}")
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError as exc:
+        raise InvalidInputError(_os_problem(exc, path)) from None
+
+
+def _os_problem(exc: OSError, path: Path) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"the path is too long for this system: {str(path)[:200]}…"
+    return f"cannot read {str(path)[:200]}: {exc.strerror or exc}"
+
+
 def spec_params(spec: SourceSpec) -> dict[str, Any]:
-    """The job parameters that name ``spec``: ``{"kind", "uri", "options"}``."""
+    """The job parameters that name ``spec``: ``{"kind", "uri", "options"}``, and ``credential``
+    (sealed) for a git URL that came with one."""
     if isinstance(spec, GitSpec):
         options = {"branch": spec.branch} if spec.branch else {}
-        return {"kind": SourceKind.GIT.value, "uri": spec.url, "options": options}
+        params = {"kind": SourceKind.GIT.value, "uri": spec.url, "options": options}
+        if spec.credential is not None:
+            params["credential"] = seal(spec.credential)  # never in clear in the job row
+        return params
     if isinstance(spec, UploadSpec):
         return {"kind": SourceKind.UPLOAD.value, "uri": str(spec.path), "options": {"name": spec.name}}
     return {"kind": SourceKind.PATH.value, "uri": str(spec.path), "options": {}}
@@ -135,7 +202,9 @@ def spec_from_params(params: Mapping[str, Any]) -> SourceSpec:
         raise InvalidInputError("the job names no source")
     if kind == SourceKind.GIT.value:
         branch = options.get("branch")
-        return GitSpec(uri, branch if isinstance(branch, str) else None)
+        sealed = params.get("credential")
+        return GitSpec(uri, branch if isinstance(branch, str) else None,
+                       unseal(sealed) if isinstance(sealed, str) else None)
     if kind == SourceKind.UPLOAD.value:
         name = options.get("name")
         return UploadSpec(Path(uri), name if isinstance(name, str) else Path(uri).name)
@@ -147,5 +216,7 @@ def spec_from_params(params: Mapping[str, Any]) -> SourceSpec:
 def open_spec(spec: SourceSpec, *, refresh: bool = True) -> Source:
     """The source ``spec`` names. ``refresh=False`` (workers re-opening documents by path) reuses a
     git clone as it was listed instead of fetching again."""
-    params = spec_params(spec)
-    return open_source(params["kind"], params["uri"], params["options"], refresh=refresh)
+    params = spec_params(GitSpec(spec.url, spec.branch) if isinstance(spec, GitSpec) else spec)
+    credential = spec.credential if isinstance(spec, GitSpec) else None
+    return open_source(params["kind"], params["uri"], params["options"], refresh=refresh,
+                       credential=credential)

@@ -20,11 +20,26 @@ _ANYWHERE = {
     ".venv": "virtual environment is not indexed",
 }
 _HIDDEN_READ = frozenset({".github"})
+# Hidden files are skipped too: they are where local settings and secrets live (.env, .npmrc,
+# .pypirc, .netrc, .htpasswd). Read are only those that describe the project and, by convention,
+# are committed and hold no secret: ignore rules, editor and CI settings, the example environment.
+_HIDDEN_FILES_READ = frozenset({
+    ".gitignore", ".gitattributes", ".editorconfig", ".dockerignore", ".env.example",
+    ".env.sample", ".env.template", ".pre-commit-config.yaml", ".gitlab-ci.yml",
+})
+HIDDEN_FILE = "hidden file is not indexed (it may hold local settings or secrets, like .env)"
 # Folders skipped only directly under the source root, where these names are build output and
 # environments by convention; deeper down they are as likely packages (pip's ``operations/build``,
 # the standard library's ``venv``) and are read. A virtual environment is known anywhere by the
 # ``pyvenv.cfg`` it holds.
 _AT_ROOT = {"build": "build output", "dist": "build output", "venv": "virtual environment"}
+
+
+def hidden_file(name: str) -> str | None:
+    """Why the file ``name`` (its last path component) is not read, or ``None`` when it is."""
+    if name.startswith(".") and name not in _HIDDEN_FILES_READ:
+        return HIDDEN_FILE
+    return None
 
 
 def ignored_folder(folder: Path, *, at_root: bool) -> str | None:
@@ -60,7 +75,8 @@ def walk(root: Path, gitignored: frozenset[str] = frozenset()) -> Iterator[Found
 
     Symlinks are followed only when they resolve inside ``root``; links that leave the root or
     loop back are reported as :class:`Unreadable` with the reason, never read. So is every folder
-    skipped by :func:`ignored_folder`: nothing is left out without a word.
+    skipped by :func:`ignored_folder` and every hidden file (:func:`hidden_file`) — except ``root``
+    itself, named on purpose: nothing is left out without a word.
     """
     root = root.absolute()
     real_root = root.resolve()
@@ -92,6 +108,10 @@ def walk(root: Path, gitignored: frozenset[str] = frozenset()) -> Iterator[Found
             rel = path.relative_to(base).as_posix()
             if is_ignored(path.relative_to(root).as_posix(), gitignored):
                 yield Unreadable(rel, GITIGNORED)
+                continue
+            hidden = hidden_file(name)
+            if hidden is not None:
+                yield Unreadable(rel, hidden)
                 continue
             if path.is_symlink():
                 problem = link_problem(path, real_root, seen_dirs)

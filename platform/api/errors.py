@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,8 +58,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _corral(_request: Request, exc: CorralError) -> JSONResponse:
         for cls, status, kind in _STATUS:
             if isinstance(exc, cls):
-                return JSONResponse(error_body(kind, str(exc)), status_code=status,
-                                    headers=_headers(exc))
+                body: dict[str, dict[str, Any]] = error_body(kind, str(exc))
+                if isinstance(exc, ConflictError) and exc.job_id is not None:
+                    body["error"]["job_id"] = exc.job_id  # the job in the way (one ingest at a time)
+                return JSONResponse(body, status_code=status, headers=_headers(exc))
         log.exception("unclassified Corral error", exc_info=exc)
         return JSONResponse(error_body("error", str(exc)), status_code=500)
 

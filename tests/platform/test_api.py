@@ -15,7 +15,12 @@ WaitJob = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
-def client(corral_env: Path) -> Iterator[TestClient]:
+def client(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    from corral.core.config import get_settings
+
+    # Paths over the API are read only under the allowed roots, in development too.
+    monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", f'["{tmp_path}"]')
+    get_settings.cache_clear()
     with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 
@@ -63,7 +68,8 @@ def test_healthz(client: TestClient) -> None:
         ("post", "/v1/corpora/docs/ask", {"question": "hi", "strategy": "guess"}, 422, "invalid_input"),
         ("post", "/v1/corpora/docs/ask", ["not", "an", "object"], 422, "invalid_input"),
         ("post", "/v1/corpora/docs/ingest", {"path": "relative/path"}, 400, "invalid_input"),
-        ("post", "/v1/corpora/docs/ingest", {"path": "/no/such/folder"}, 400, "invalid_input"),
+        ("post", "/v1/corpora/docs/ingest", {"path": "/no/such/folder"}, 403, "permission_denied"),
+        ("post", "/v1/corpora/docs/ingest", {"path": "/" + "a" * 4000}, 400, "invalid_input"),
         ("post", "/v1/corpora/docs/ingest", {"path": "/tmp\u0000x"}, 400, "invalid_input"),
         ("post", "/v1/corpora/docs/ingest", {}, 422, "invalid_input"),
         ("post", "/v1/corpora/..%2F..%2Fetc/ingest", {"path": "/tmp"}, 404, "not_found"),

@@ -23,7 +23,11 @@ WaitJob = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
-def client(corral_env: Path) -> Iterator[TestClient]:
+def client(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    from corral.core.config import get_settings
+
+    monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", f'["{tmp_path}"]')  # paths over the API
+    get_settings.cache_clear()
     with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 

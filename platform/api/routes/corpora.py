@@ -6,11 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from corral.core.db import Scope
+from corral.core.errors import PermissionDeniedError
 from corral.core.services import list_corpora, validate_corpus_name
 from corral.core.services.idempotency import fingerprint, once
 from corral.core.services.usage import check_budget
 from corral.ingestion.ingest import submit_ingest
 from corral.ingestion.sources import source_spec
+from corral.ingestion.sources.spec import is_server_path
 from corral.platform.api.auth import AskCaller, IngestCaller, ReadCaller
 from corral.platform.api.deps import IdempotencyKeyHeader, SessionDep
 from corral.platform.api.ratelimit import charge_tokens, check_tokens
@@ -44,12 +47,27 @@ def corpora(caller: ReadCaller, session: SessionDep, limit: Limit = 100,
 @router.post("/{name}/ingest", status_code=status.HTTP_202_ACCEPTED)
 def ingest(name: str, body: IngestRequest, caller: IngestCaller,
            idempotency_key: IdempotencyKeyHeader = None) -> JobAccepted:
-    """Index a git repository (or, for admin keys, a path under the allowed roots) as a job."""
+    """Index a git repository (or, for admin keys, a path under the allowed roots) as a job.
+
+    A path on the server, or a local git repository, needs a key with the admin scope and lies
+    under ``CORRAL_INGEST_ALLOWED_ROOTS`` — in every environment, development included, and for
+    the open local user too (other callers upload files: ``POST /v1/corpora/{name}/documents``).
+    Git URLs need the ingest scope; their host must be public (or in ``CORRAL_GIT_ALLOWED_HOSTS``).
+
+    One ingest per corpus at a time: while one is queued or running, this answers 409 with that
+    job's id (``error.job_id``). We refuse rather than queue: a second ingest of the same corpus
+    would redo the first's work or race it for the same documents, and the caller, told which
+    job is in the way, can wait for it (or cancel it) and decide whether to ingest again.
+    """
     # No base folder: a relative path means nothing to a server.
     spec = source_spec(path=body.path, git=body.git, branch=body.branch)
+    if is_server_path(spec) and not caller.allows(Scope.ADMIN):
+        raise PermissionDeniedError(
+            "reading a path on the server needs an API key with the admin scope; upload the files "
+            "(POST /v1/corpora/{name}/documents) or give a git URL")
     done = once(caller.workspace_id, idempotency_key,
                 fingerprint("ingest", name, body.model_dump_json()), "job",
-                lambda: submit_ingest(name, spec, workspace=caller.workspace))
+                lambda: submit_ingest(name, spec, workspace=caller.workspace, remote=True))
     return JobAccepted(job_id=done.resource_id, state="queued", url=f"/v1/jobs/{done.resource_id}")
 
 
