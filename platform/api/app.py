@@ -13,8 +13,10 @@ from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
 from corral.platform.api.routes import admin, corpora, health, jobs
+from corral.platform.api.routes import webhooks as webhook_routes
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
+from corral.platform.webhooks import start_webhook_runner
 
 
 @asynccontextmanager
@@ -22,7 +24,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(prepare)
     await run_in_threadpool(resume_embedded_jobs)
     log_policy(app.state.access)
-    yield
+    webhooks = start_webhook_runner()  # sends queued webhook deliveries, in every API process
+    try:
+        yield
+    finally:
+        await run_in_threadpool(webhooks.stop)
 
 
 def create_app(bind_host: str | None = None) -> FastAPI:
@@ -37,6 +43,7 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     app.include_router(corpora.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
+    app.include_router(webhook_routes.router, prefix="/v1")
     app.add_middleware(BodyLimitMiddleware, limit=settings.api_max_body_bytes,
                        upload_limit=settings.upload_max_bytes)
     app.add_middleware(HostCheckMiddleware, allowed_hosts=app.state.access.allowed_hosts)

@@ -21,6 +21,7 @@ WaitJob = Callable[..., dict[str, Any]]
 @pytest.fixture
 def client(corral_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("CORRAL_AUTH", "required")
+    monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", f'["{corral_env.parent}"]')  # tmp_path
     with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 
