@@ -50,7 +50,8 @@ class UnauthenticatedError(CorralError):
 
 class RateLimitedError(CorralError):
     """Too many requests or tokens for a key's limit or a workspace's budget; retry after
-    ``retry_after`` seconds (``None`` when waiting will not help, e.g. a spent monthly budget)."""
+    ``retry_after`` seconds (``None`` when waiting will not help; for a spent monthly budget, the
+    time until it renews on the first of next month)."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)

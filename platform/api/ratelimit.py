@@ -46,7 +46,7 @@ from typing import TypeVar
 from fastapi import Request
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import RedisError
 
@@ -76,7 +76,7 @@ class _Minute(RateLimitItemPerMinute):
 class RateLimiter:
     """Request and token windows over one storage; built from settings by :func:`get_limiter`."""
 
-    storage: Storage
+    storage: MemoryStorage | RedisStorage
     namespace: str
     default_requests: int
     default_tokens: int
@@ -168,7 +168,7 @@ _built: tuple[Settings, RateLimiter] | None = None
 
 
 def _build(settings: Settings) -> RateLimiter:
-    storage: Storage
+    storage: MemoryStorage | RedisStorage
     if settings.mode is Mode.SERVER and settings.redis_url:
         storage = RedisStorage(settings.redis_url, wrap_exceptions=True,
                                socket_connect_timeout=0.5, socket_timeout=0.5)
