@@ -31,15 +31,16 @@ from corral.core.services import (
 from corral.core.services.corpora import ensure_corpus, lock_corpus
 from corral.core.services.jobs import active_ingest
 from corral.ingestion.pipeline import IngestReport, ProgressCallback, run_job
-from corral.ingestion.sources.spec import PathSpec, SourceSpec, check_spec, spec_params
+from corral.ingestion.sources.spec import (
+    PathSpec,
+    SourceSpec,
+    check_spec,
+    spec_params,
+    upload_root,
+)
 from corral.ingestion.worker.handoff import hand_off
 
 __all__ = ["ingest_now", "job_report", "submit_ingest", "upload_root"]
-
-
-def upload_root() -> Path:
-    """Where uploads are staged for their jobs: ``<data dir>/uploads``."""
-    return get_settings().data_dir / "uploads"
 
 
 def submit_ingest(

@@ -18,6 +18,7 @@ from corral.core.services import ItemState, finish_job, get_job, item_counts
 from corral.core.services.jobs import cancel_message
 from corral.ingestion.pipeline.report import FileOutcome, IngestReport
 from corral.ingestion.pipeline.services import IngestServices
+from corral.ingestion.sources.spec import discard_upload
 
 __all__ = ["build_report", "finish_if_done", "refresh_corpus_totals"]
 
@@ -90,6 +91,7 @@ def finish_if_done(services: IngestServices, job_id: str) -> JobState | None:
         job.phase = "done"
         finish_job(session, job, state, result=report.to_dict(),
                    error=cancel_message(session, job) if state is JobState.CANCELLED else None)
+    discard_upload(job.params)
     log.info("ingest job %s %s: %d indexed, %d unchanged, %d failed, %d removed", job_id,
              state.value, report.indexed, report.unchanged, report.failed, report.removed)
     return state

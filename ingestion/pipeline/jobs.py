@@ -18,7 +18,7 @@ from corral.ingestion.pipeline.finish import finish_if_done
 from corral.ingestion.pipeline.plan import plan_job
 from corral.ingestion.pipeline.report import IngestProgress, ProgressCallback
 from corral.ingestion.pipeline.services import IngestServices
-from corral.ingestion.sources.spec import open_spec, spec_from_params
+from corral.ingestion.sources.spec import discard_upload, open_spec, spec_from_params
 
 __all__ = ["Dispatch", "fail_job", "run_ingest_job"]
 
@@ -48,6 +48,7 @@ def run_ingest_job(
             return job.state
         if job.cancel_requested:  # before it started, or (run again) while it ran
             cancel_now(session, job)
+            discard_upload(job.params)
             return JobState.CANCELLED
         params = dict(job.params)
     try:
@@ -81,3 +82,4 @@ def fail_job(services: IngestServices, job_id: str, error: str) -> None:
         job = get_job(session, job_id)
         if not job.state.finished:
             finish_job(session, job, JobState.FAILED, result=job.result, error=error[:4000])
+            discard_upload(job.params)

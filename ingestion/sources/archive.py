@@ -32,7 +32,7 @@ from corral.ingestion.sources.base import SourceDescription, SourceDocument, Sou
 from corral.ingestion.sources.folder import batched, document_at
 from corral.ingestion.sources.walk import hidden_file
 
-__all__ = ["ArchiveLimits", "ArchiveSource", "extract_zip"]
+__all__ = ["ArchiveLimits", "ArchiveSource", "extract_zip", "safe_file_name"]
 
 _COPY_CHUNK = 64 * 1024
 # Small files compress very well legitimately; the ratio test applies above this size.
@@ -261,6 +261,16 @@ def _display_name(name: str) -> str:
     if base in ("", ".", ".."):
         raise InvalidInputError(f"not a usable file name: {name[:200]!r}")
     return base[:255]
+
+
+def safe_file_name(name: str) -> str:
+    """An uploaded file's name as one safe path component: folders (``/``, ``\\``), drive letters'
+    paths and control characters dropped; :class:`InvalidInputError` when nothing usable is left
+    or it is over 255 bytes."""
+    base = _display_name(name)
+    if len(base.encode("utf-8", "surrogatepass")) > 255:
+        raise InvalidInputError(f"the file name is over 255 bytes: {base[:100]!r}…")
+    return base
 
 
 def _printable(name: str) -> str:

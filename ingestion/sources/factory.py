@@ -13,6 +13,7 @@ from corral.ingestion.sources.archive import ArchiveLimits, ArchiveSource
 from corral.ingestion.sources.base import Source
 from corral.ingestion.sources.folder import FolderSource
 from corral.ingestion.sources.git import GitSource
+from corral.ingestion.sources.upload import UploadFolderSource
 
 __all__ = ["open_source"]
 
@@ -39,8 +40,9 @@ def open_source(
       option ``branch``. ``refresh=False`` reuses an existing clone without fetching: workers
       re-opening documents by path see the commit the job listed. ``credential`` (``user[:password]``,
       kept apart from the uri) is sent to the host as HTTP Basic authentication.
-    * ``upload``: an uploaded file or ``.zip`` at ``uri``; option ``name``, the name it was
-      uploaded under (defaults to the file's own name).
+    * ``upload``: an uploaded file or ``.zip`` at ``uri``, or a folder of them (several files
+      uploaded at once); option ``name``, the name it was uploaded under (defaults to the file's
+      own name).
 
     Raises :class:`InvalidInputError` for an unknown kind, unknown options or a refused uri.
     """
@@ -76,4 +78,7 @@ def open_source(
     name = opts.get("name")
     if name is not None and not isinstance(name, str):
         raise InvalidInputError("option 'name' must be a string")
+    if Path(uri).is_dir():
+        return UploadFolderSource(Path(uri), cache_dir=settings.cache_dir, limits=limits,
+                                  name=name or Path(uri).name)
     return ArchiveSource(Path(uri), cache_dir=settings.cache_dir, limits=limits, name=name)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.core.config import get_settings
 from corral.core.db import SourceKind
 from corral.core.errors import InvalidInputError, PermissionDeniedError
 from corral.ingestion.sources.base import Source
@@ -37,6 +39,7 @@ __all__ = [
     "SourceSpec",
     "UploadSpec",
     "check_spec",
+    "discard_upload",
     "is_server_path",
     "open_spec",
     "source_spec",
@@ -120,6 +123,27 @@ def source_spec(
             raise InvalidInputError(f"the path must be absolute: {path[:200]!r}")
         local = base / local
     return PathSpec(local.absolute())
+
+
+def upload_root() -> Path:
+    """Where uploads are staged for their jobs: ``<data dir>/uploads`` (server-mode workers must
+    mount the same data dir volume as the API to read them)."""
+    return get_settings().data_dir / "uploads"
+
+
+def discard_upload(params: Mapping[str, Any]) -> None:
+    """Remove the staged files of a finished upload job (nobody reads them again); anything that
+    is not an upload under :func:`upload_root` is left alone."""
+    uri = params.get("uri")
+    if params.get("kind") != SourceKind.UPLOAD.value or not isinstance(uri, str):
+        return
+    root = upload_root().resolve()
+    try:
+        rel = Path(uri).resolve().relative_to(root)
+    except (ValueError, OSError):
+        return
+    if len(rel.parts) >= 2:  # <id>/files[/name]
+        shutil.rmtree(root / rel.parts[0], ignore_errors=True)
 
 
 def _fits(path: str) -> bool:

@@ -13,6 +13,7 @@ from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
 from corral.platform.api.routes import admin, corpora, health, jobs
+from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
@@ -41,6 +42,7 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(corpora.router, prefix="/v1")
+    app.include_router(upload_routes.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
     app.include_router(webhook_routes.router, prefix="/v1")
