@@ -364,5 +364,6 @@ class WebhookDelivery(_Timestamped, Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
     state: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, nullable=False)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set only while pending (runners look for due ones through its index), None once finished.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

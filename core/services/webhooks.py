@@ -249,7 +249,7 @@ def claim_due(session: Session, *, lease_seconds: float, limit: int = 20,
     for delivery in session.scalars(query):
         hook = session.get(Webhook, delivery.webhook_id)
         if hook is None or not hook.active:
-            delivery.state = FAILED
+            delivery.state, delivery.next_attempt_at = FAILED, None
             continue
         delivery.next_attempt_at = now + timedelta(seconds=lease_seconds)
         claimed.append((delivery, hook))

@@ -66,6 +66,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_delivery_webhook_id'), ['webhook_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_delivery_next_attempt_at'), ['next_attempt_at'], unique=False)
 
     op.create_table('run_event',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -144,6 +145,7 @@ def downgrade() -> None:
 
     op.drop_table('run_event')
     with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_delivery_next_attempt_at'))
         batch_op.drop_index(batch_op.f('ix_webhook_delivery_webhook_id'))
 
     op.drop_table('webhook_delivery')
