@@ -35,6 +35,7 @@ class EngineOptions:
     memory_cache_bytes: int = 1 << 30
     disk_cache_bytes: int = 8 << 30
     max_batch: int = 16
+    native_kernels: bool = True  # build and use the native decode-attention kernel (kernels/)
 
 
 def load_engine(
@@ -60,7 +61,7 @@ def engine_from_hf(
     parity tests run both from one load). ``model_path``/``gguf_file`` feed the cache fingerprint."""
     opts = options or EngineOptions()
     weights = resolve_format(str(opts.weights))
-    transformer = transformer_from_hf(hf_model, weights)
+    transformer = transformer_from_hf(hf_model, weights, native_kernels=opts.native_kernels)
     trained = transformer.spec.max_position_embeddings
     window = min(opts.context_window or trained, trained)
     if window < 2:

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError
 
 from corral.inference.engine.cpu import WeightFormat, compute_dtype
+from corral.inference.engine.kernels import decode_attention_kernel
 from corral.inference.engine.model import (
     DenseWeights,
     ExpertBank,
@@ -118,9 +119,13 @@ def _keep_converted(tokenizer: Any, model: Any, copy: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def transformer_from_hf(model: Any, weights: WeightFormat) -> Transformer:
+def transformer_from_hf(model: Any, weights: WeightFormat, *, native_kernels: bool = True) -> Transformer:
     """Map a loaded transformers causal LM onto the engine with its matmul weights in ``weights`` (see
-    ``cpu.py``; the caller has checked the CPU runs it). The transformers model can be dropped after."""
+    ``cpu.py``; the caller has checked the CPU runs it). The transformers model can be dropped after.
+
+    With ``native_kernels`` (and a compiler on this host) decode steps use the native attention kernel,
+    and formats that store weights compactly under fp32 compute (``bf16``, ``int8``) store the KV cache
+    in bf16 too: a decode step at long context reads the cache more than the weights."""
     spec = spec_from_config(model.config)
     dtype = compute_dtype(weights)
     state = {k: v.detach() for k, v in model.state_dict().items()}
@@ -142,7 +147,9 @@ def transformer_from_hf(model: Any, weights: WeightFormat) -> Transformer:
         elif weights == "bf16-packed":
             lin.pack()
     inv_freq, scaling = rope_inv_freq(model.config, spec)
-    return Transformer(spec, converted, inv_freq, scaling, dtype)
+    kernel = decode_attention_kernel() if native_kernels else None
+    kv_dtype = torch.bfloat16 if kernel is not None and weights in ("bf16", "int8") else dtype
+    return Transformer(spec, converted, inv_freq, scaling, dtype, kv_dtype=kv_dtype, decode_kernel=kernel)
 
 
 def _model_prefix(state: dict[str, torch.Tensor]) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from corral.inference.engine.kernels import DecodeAttention
 from corral.inference.engine.kv_cache import KVCache
 from corral.inference.engine.spec import LayerSpec, ModelSpec, MoESpec
 from corral.inference.errors import ContextOverflowError
@@ -244,10 +245,21 @@ class Transformer:
         inv_freq: torch.Tensor,
         rope_scaling: float,
         dtype: torch.dtype,
+        *,
+        kv_dtype: torch.dtype | None = None,
+        decode_kernel: DecodeAttention | None = None,
     ) -> None:
+        """``kv_dtype``: how the KV cache stores keys and values (default: the compute dtype; bf16 under
+        fp32 compute halves what each decode step reads). ``decode_kernel``: the native one-query
+        attention (``kernels``), used for decode steps whose head layout it supports."""
         self.spec = spec
         self.weights = weights
         self.dtype = dtype
+        self.kv_dtype = kv_dtype or dtype
+        supported = spec.head_dim <= 256 and spec.num_heads // spec.num_kv_heads <= 16
+        self.decode_kernel = decode_kernel if supported else None
+        if self.decode_kernel is None:  # torch's attention reads the cache in the compute dtype
+            self.kv_dtype = dtype
         self._inv_freq = inv_freq.float()
         self._rope_scaling = rope_scaling
         self._act = _activation(spec.activation)
@@ -274,7 +286,7 @@ class Transformer:
 
     def new_cache(self, capacity: int) -> KVCache:
         s = self.spec
-        return KVCache(s.num_layers, s.num_kv_heads, s.head_dim, capacity, self.dtype)
+        return KVCache(s.num_layers, s.num_kv_heads, s.head_dim, capacity, self.kv_dtype)
 
     # -- forward -----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -412,7 +424,14 @@ class Transformer:
         vc[:, :, start : start + t] = v.view(1, t, nk, d).transpose(1, 2)
         stop = start + t
         lo = self._first_key(ls, start)
+        if t == 1 and self.decode_kernel is not None:
+            # The native kernel streams each cached row once for the G query heads sharing it.
+            qg = (q.reshape(nk, nq // nk, d).float() * s.softmax_scale).contiguous()
+            out = self.decode_kernel(qg, kc[0, :, lo:], vc[0, :, lo:], stop - lo)  # [K, G, D] fp32
+            return out.to(q.dtype).reshape(1, 1, nq * d)
         keys, values = kc[:, :, lo:stop], vc[:, :, lo:stop]  # [1, K, S, D]
+        if keys.dtype != q.dtype:  # a compact cache under wider compute: widen what this call reads
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
         if t == 1:
             # One query position: fold the G query heads sharing a kv head into the query-length axis, so
             # attention reads K heads of cache without repeating them, and no mask is needed.

@@ -1,0 +1,90 @@
+"""Native kernels the engine builds for the CPU it runs on.
+
+``decode_attention.cpp`` is compiled once per host with ``torch.utils.cpp_extension`` for the ISA level
+this process may use (``x86-64-v4`` on AVX-512 hosts, ``v3`` on AVX2 ones, ``v2`` otherwise; torch's
+own cap, ``ATEN_CPU_CAPABILITY``, lowers it like any kernel). The library's name carries that level
+and a digest of the source and flags, so hosts and versions never share a stale build; torch keeps it
+under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) and later processes load it in
+a fraction of a second. Without a C++ compiler or ninja the engine keeps torch's attention and logs
+why once: the kernel is a speed-up, never a requirement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from corral.inference.engine.cpu import CpuFeatures, cpu_features
+
+__all__ = ["DecodeAttention", "decode_attention_kernel", "isa_level"]
+
+log = logging.getLogger(__name__)
+
+DecodeAttention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``(q [K, G, D] fp32 pre-scaled, k [K, C, D], v [K, C, D], length) -> [K, G, D] fp32``."""
+
+_SOURCE = Path(__file__).with_name("decode_attention.cpp")
+_LOCK = threading.Lock()
+_LOADED: dict[str, DecodeAttention | None] = {}
+
+
+def isa_level(features: CpuFeatures) -> str:
+    """The x86-64 micro-architecture level to compile for."""
+    if features.avx512:
+        return "x86-64-v4"
+    if features.avx2:
+        return "x86-64-v3"
+    return "x86-64-v2"
+
+
+def _flags(level: str) -> list[str]:
+    # -ffast-math lets the compiler reorder the fp32 sums into vector lanes (as BLAS does); infinities
+    # stay meaningful (the running max starts at -inf).
+    return ["-O3", f"-march={level}", "-ffast-math", "-fno-finite-math-only", "-std=c++17"]
+
+
+def _ninja_on_path() -> None:
+    # The ninja wheel puts its binary beside this interpreter, which an unactivated venv leaves off PATH.
+    here = str(Path(sys.executable).parent)
+    if shutil.which("ninja") is None and (Path(here) / "ninja").exists():
+        os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
+
+
+def decode_attention_kernel(features: CpuFeatures | None = None) -> DecodeAttention | None:
+    """The compiled decode-attention kernel for this CPU, or None (with the reason logged once) when it
+    cannot be built here. Thread-safe; builds at most once per process."""
+    level = isa_level(features or cpu_features())
+    with _LOCK:
+        if level in _LOADED:
+            return _LOADED[level]
+        _LOADED[level] = _build(level)
+        return _LOADED[level]
+
+
+def _build(level: str) -> DecodeAttention | None:
+    flags = _flags(level)
+    digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join(flags).encode()
+                            + torch.__version__.encode()).hexdigest()[:10]
+    name = f"corral_decode_attention_{level.replace('-', '_')}_{digest}"
+    try:
+        from torch.utils import cpp_extension
+
+        _ninja_on_path()
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        build_dir.mkdir(parents=True, exist_ok=True)
+        module = cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=flags,
+                                    build_directory=str(build_dir), verbose=False)
+    except Exception as exc:  # no compiler, no ninja, a read-only cache: torch's attention serves
+        log.warning("decode-attention kernel unavailable (%s: %s); using torch's attention",
+                    type(exc).__name__, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "")
+        return None
+    kernel: DecodeAttention = module.decode_attention
+    return kernel

@@ -1,0 +1,189 @@
+// Decode attention: one query position per sequence over its KV cache, for grouped-query heads.
+//
+// The G query heads that share a kv head read each cached key and value row once, so the cache is
+// streamed from memory once per step. The rows are split into chunks that run in parallel (split-K,
+// as flash-decoding does) and merged through their running max and sum. Keys and values may be
+// stored as fp32 or bf16; arithmetic is fp32. The loops are written for the compiler to vectorise
+// for the ISA this file is built for (see kernels/__init__.py).
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace {
+
+constexpr int kChunk = 256;
+constexpr int kMaxGroup = 16;
+
+// A row of D values widened to fp32. bf16 is the top half of an fp32: a shift, which vectorises.
+constexpr int kMaxHeadDim = 256;
+
+union Row {
+  float f[kMaxHeadDim];
+  uint32_t u[kMaxHeadDim];
+};
+
+// exp(x) for x <= 0 (scores minus their max), as 2^n * 2^f with a degree-6 polynomial for 2^f:
+// relative error ~2e-7, and unlike libm's expf the loop around it vectorises.
+inline float exp_nonpositive(float x) {
+  x = x < -87.f ? -87.f : x;
+  const float t = x * 1.44269504088896341f;  // log2(e)
+  const float n = std::floor(t);
+  const float f = t - n;  // [0, 1)
+  float p = 1.535336188319500e-4f;
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+// D > 0: the head size, known at compile time (64, 128: unrolled); D == 0: any size up to 256, given
+// at run time as `dim` (slower; small test models use it).
+template <int D>
+inline void widen(const float* src, Row& row, int dim) {
+  const int n = D ? D : dim;
+  for (int d = 0; d < n; ++d) row.f[d] = src[d];
+}
+template <int D>
+inline void widen(const uint16_t* src, Row& row, int dim) {
+  const int n = D ? D : dim;
+  for (int d = 0; d < n; ++d) row.u[d] = static_cast<uint32_t>(src[d]) << 16;
+}
+
+// One chunk of rows [s0, s1) of one kv head: the G queries' max, sum of exponentials and
+// unnormalised outputs.
+template <typename T, int D>
+void chunk(const float* q, int g_count, int dim, const T* keys, const T* values, int64_t s0,
+           int64_t s1, float* m_out, float* l_out, float* o_out) {
+  alignas(64) float scores[kMaxGroup][kChunk];
+  alignas(64) Row row;
+  const int dd = D ? D : dim;
+  const int n = static_cast<int>(s1 - s0);
+  for (int s = 0; s < n; ++s) {
+    const T* kr = keys + (s0 + s) * dd;
+    widen<D>(kr, row, dim);
+    for (int g = 0; g < g_count; ++g) {
+      const float* qg = q + g * dd;
+      float acc = 0.f;
+      for (int d = 0; d < dd; ++d) acc += qg[d] * row.f[d];
+      scores[g][s] = acc;
+    }
+  }
+  for (int g = 0; g < g_count; ++g) {
+    float* sg = scores[g];
+    float m = -std::numeric_limits<float>::infinity();
+    for (int s = 0; s < n; ++s) m = sg[s] > m ? sg[s] : m;
+    float l = 0.f;
+    for (int s = 0; s < n; ++s) {
+      const float e = exp_nonpositive(sg[s] - m);
+      sg[s] = e;
+      l += e;
+    }
+    m_out[g] = m;
+    l_out[g] = l;
+  }
+  std::fill(o_out, o_out + g_count * dd, 0.f);
+  for (int s = 0; s < n; ++s) {
+    const T* vr = values + (s0 + s) * dd;
+    widen<D>(vr, row, dim);
+    for (int g = 0; g < g_count; ++g) {
+      const float p = scores[g][s];
+      float* og = o_out + g * dd;
+      for (int d = 0; d < dd; ++d) og[d] += p * row.f[d];
+    }
+  }
+}
+
+template <typename T, int D>
+void run(const float* q, const T* k, const T* v, int64_t heads, int64_t groups, int dim,
+         int64_t head_stride, int64_t length, float* out) {
+  const int64_t dd = D ? D : dim;
+  const int64_t chunks = (length + kChunk - 1) / kChunk;
+  const int64_t units = heads * chunks;
+  std::vector<float> m(units * groups), l(units * groups), o(units * groups * dd);
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t h = u / chunks, c = u % chunks;
+      const int64_t s0 = c * kChunk, s1 = std::min(length, s0 + kChunk);
+      chunk<T, D>(q + h * groups * dd, static_cast<int>(groups), dim, k + h * head_stride,
+                  v + h * head_stride, s0, s1, &m[u * groups], &l[u * groups], &o[u * groups * dd]);
+    }
+  });
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t g = 0; g < groups; ++g) {
+      float big = -std::numeric_limits<float>::infinity();
+      for (int64_t c = 0; c < chunks; ++c) big = std::max(big, m[(h * chunks + c) * groups + g]);
+      float total = 0.f;
+      float* dst = out + (h * groups + g) * dd;
+      std::fill(dst, dst + dd, 0.f);
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t i = (h * chunks + c) * groups + g;
+        const float w = std::exp(m[i] - big);
+        total += w * l[i];
+        const float* src = &o[i * dd];
+        for (int64_t d = 0; d < dd; ++d) dst[d] += w * src[d];
+      }
+      const float inv = 1.f / total;
+      for (int64_t d = 0; d < dd; ++d) dst[d] *= inv;
+    }
+  }
+}
+
+template <int D>
+void dispatch(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t length,
+              torch::Tensor& out) {
+  const int64_t heads = k.size(0), groups = q.size(1), stride = k.stride(0);
+  const int dim = static_cast<int>(q.size(2));
+  const float* qp = q.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  if (k.scalar_type() == torch::kBFloat16) {
+    run<uint16_t, D>(qp, reinterpret_cast<const uint16_t*>(k.data_ptr()),
+                     reinterpret_cast<const uint16_t*>(v.data_ptr()), heads, groups, dim, stride,
+                     length, op);
+  } else {
+    run<float, D>(qp, k.data_ptr<float>(), v.data_ptr<float>(), heads, groups, dim, stride, length, op);
+  }
+}
+
+}  // namespace
+
+// q: [K, G, D] fp32, already multiplied by the softmax scale. k, v: [K, C, D] (fp32 or bf16, rows
+// contiguous, heads C * D apart); the first `length` rows are attended. Returns [K, G, D] fp32.
+torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, int64_t length) {
+  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "q, k, v must be [K, G, D], [K, C, D]");
+  TORCH_CHECK(q.scalar_type() == torch::kFloat32 && q.is_contiguous(), "q must be contiguous fp32");
+  TORCH_CHECK(k.scalar_type() == v.scalar_type(), "k and v must share a dtype");
+  TORCH_CHECK(k.scalar_type() == torch::kFloat32 || k.scalar_type() == torch::kBFloat16,
+              "k and v must be fp32 or bf16");
+  TORCH_CHECK(k.stride(2) == 1 && v.stride(2) == 1 && k.stride(1) == k.size(2) &&
+                  v.stride(1) == v.size(2) && k.stride(0) == v.stride(0),
+              "k and v rows must be contiguous with equal head strides");
+  TORCH_CHECK(q.size(0) == k.size(0) && q.size(2) == k.size(2), "q and k disagree on heads or size");
+  TORCH_CHECK(q.size(1) >= 1 && q.size(1) <= kMaxGroup, "at most 16 query heads per kv head");
+  TORCH_CHECK(length >= 1 && length <= k.size(1), "length out of the cache's range");
+  auto out = torch::empty_like(q);
+  switch (q.size(2)) {
+    case 64: dispatch<64>(q, k, v, length, out); break;
+    case 128: dispatch<128>(q, k, v, length, out); break;
+    default:
+      TORCH_CHECK(q.size(2) >= 1 && q.size(2) <= kMaxHeadDim, "head size above ", kMaxHeadDim);
+      dispatch<0>(q, k, v, length, out);
+  }
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("decode_attention", &decode_attention, "grouped-query decode attention over a KV cache");
+}

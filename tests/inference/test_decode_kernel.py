@@ -1,0 +1,88 @@
+"""The native decode-attention kernel gives torch's attention, for every cache layout the engine makes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from corral.inference.engine.cpu import CpuFeatures, cpu_features
+from corral.inference.engine.kernels import decode_attention_kernel, isa_level
+
+
+@pytest.fixture(scope="module")
+def kernel():  # type: ignore[no-untyped-def]
+    k = decode_attention_kernel()
+    if k is None:
+        pytest.skip("no C++ compiler or ninja on this host: the engine uses torch's attention (logged)")
+    return k
+
+
+def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, length: int) -> torch.Tensor:
+    keys = k[:, :length].float().unsqueeze(0)
+    values = v[:, :length].float().unsqueeze(0)
+    out = F.scaled_dot_product_attention(q.unsqueeze(0), keys, values, scale=1.0)
+    return out[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("heads", "groups", "dim"), [(3, 3, 64), (2, 4, 128), (1, 1, 8), (4, 16, 24)])
+@pytest.mark.parametrize("length", [1, 255, 256, 257, 1000])
+def test_kernel_matches_torch_attention(kernel, dtype: torch.dtype, heads: int, groups: int, dim: int,  # type: ignore[no-untyped-def]
+                                        length: int) -> None:
+    torch.manual_seed(length + dim)
+    capacity = length + 7  # the cache is larger than what is attended, as in the engine
+    k = torch.randn(heads, capacity, dim).to(dtype)
+    v = torch.randn(heads, capacity, dim).to(dtype)
+    q = torch.randn(heads, groups, dim) * dim**-0.5
+    got = kernel(q.contiguous(), k, v, length)
+    assert got.shape == (heads, groups, dim) and got.dtype == torch.float32
+    torch.testing.assert_close(got, _reference(q, k, v, length), rtol=2e-5, atol=2e-5)
+
+
+def test_kernel_reads_a_window_of_the_cache(kernel) -> None:  # type: ignore[no-untyped-def]
+    # Sliding-window layers attend the last rows only: the engine passes a view starting at `lo`.
+    torch.manual_seed(1)
+    k = torch.randn(2, 600, 64)
+    v = torch.randn(2, 600, 64)
+    q = torch.randn(2, 3, 64) / 8
+    got = kernel(q, k[:, 100:], v[:, 100:], 400)
+    torch.testing.assert_close(got, _reference(q, k[:, 100:], v[:, 100:], 400), rtol=2e-5, atol=2e-5)
+
+
+def test_kernel_handles_extreme_scores(kernel) -> None:  # type: ignore[no-untyped-def]
+    # Large logits must not overflow: the running max is subtracted before exponentiating.
+    k = torch.full((1, 300, 64), 30.0)
+    k[0, 7] = -30.0
+    v = torch.arange(300, dtype=torch.float32).view(1, 300, 1).expand(1, 300, 64).contiguous()
+    q = torch.ones(1, 2, 64)
+    got = kernel(q, k, v, 300)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, _reference(q, k, v, 300), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("q", "k", "length", "message"),
+    [
+        (torch.randn(2, 3, 64, dtype=torch.float64), torch.randn(2, 10, 64), 5, "fp32"),
+        (torch.randn(2, 3, 64), torch.randn(2, 10, 64), 11, "length"),
+        (torch.randn(2, 3, 64), torch.randn(2, 10, 64), 0, "length"),
+        (torch.randn(2, 17, 64), torch.randn(2, 10, 64), 5, "16 query heads"),
+        (torch.randn(3, 3, 64), torch.randn(2, 10, 64), 5, "disagree"),
+        (torch.randn(2, 3, 300), torch.randn(2, 10, 300), 5, "head size"),
+    ],
+)
+def test_kernel_refuses_bad_shapes_with_a_message(kernel, q: torch.Tensor, k: torch.Tensor, length: int,  # type: ignore[no-untyped-def]
+                                                  message: str) -> None:
+    with pytest.raises(RuntimeError, match=message):
+        kernel(q, k, k.clone(), length)
+
+
+def test_the_build_targets_the_isa_torch_may_use() -> None:
+    # AVX-512 hosts get x86-64-v4, AVX2 hosts (or torch capped to AVX2) v3, anything else v2: a build
+    # never uses instructions the CPU (or torch's cap) rules out.
+    flags = frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"})
+    assert isa_level(CpuFeatures("AVX512", flags)) == "x86-64-v4"
+    assert isa_level(CpuFeatures("AVX2", flags)) == "x86-64-v3"
+    assert isa_level(CpuFeatures("DEFAULT", flags)) == "x86-64-v2"
+    assert isa_level(cpu_features()) in ("x86-64-v4", "x86-64-v3", "x86-64-v2")
