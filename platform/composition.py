@@ -8,11 +8,14 @@ imported where a model or the vector store is first needed, so a question refuse
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 
@@ -83,20 +86,52 @@ def load_text_engine(
         raise ModelError(str(exc)) from exc
 
 
-@lru_cache(maxsize=1)
-def get_chat_model() -> Engine | HFChatModel:
+# Loading models (and importing the libraries they need: transformers' lazy modules are not safe to
+# import from two threads at once) happens under one lock: concurrent first asks load the model once.
+_LOADING = threading.RLock()
+T = TypeVar("T")
+
+
+class _LoadedOnce(Generic[T]):
+    """``load()``'s value, computed once per process under the loading lock (``cache_clear`` forgets it)."""
+
+    def __init__(self, load: Callable[[], T]) -> None:
+        self._load = load
+        self._value: T | None = None
+        functools.update_wrapper(self, load)
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is None:
+            with _LOADING:
+                if self._value is None:
+                    self._value = self._load()
+                value = self._value
+        return value
+
+    def cache_clear(self) -> None:
+        with _LOADING:
+            self._value = None
+
+
+def _load_chat_model() -> Engine | HFChatModel:
     """The embedded chat model ``ask`` and the agent use (loaded once per process)."""
     folder, gguf_file = get_settings().resolved_chat_model()
     return load_text_engine(folder, gguf_file)
 
 
-@lru_cache(maxsize=1)
-def _local_tokenizer() -> Any:
+get_chat_model = _LoadedOnce(_load_chat_model)
+
+
+def _load_local_tokenizer() -> Any:
     from corral.ingestion.tokens import load_tokenizer
 
     s = get_settings()
     folder, gguf_file = s.resolved_chat_model()
     return load_tokenizer(folder, gguf_file, s.cache_dir)
+
+
+_local_tokenizer = _LoadedOnce(_load_local_tokenizer)
 
 
 def _local_token_ids(text: str) -> list[int]:
@@ -131,10 +166,11 @@ class _LazySearcher:
 
     @cached_property
     def _searcher(self) -> HybridSearcher:
-        from corral.core.index import get_vector_store
-        from corral.ingestion.embedding import get_embedder
+        with _LOADING:
+            from corral.core.index import get_vector_store
+            from corral.ingestion.embedding import get_embedder
 
-        return HybridSearcher(get_vector_store(), get_embedder(), find_keyword_index())
+            return HybridSearcher(get_vector_store(), get_embedder(), find_keyword_index())
 
     @property
     def hybrid(self) -> bool:
@@ -155,17 +191,18 @@ def ask_options() -> AskOptions:
 
 def answer(
     corpus: str, question: str, strategy: Strategy | None = None, *, agent: bool = False,
-    workspace: str = DEFAULT_WORKSPACE,
+    workspace: str = DEFAULT_WORKSPACE, run_id: str | None = None,
 ) -> AskResult:
     """Answer with the router (or the forced ``strategy``), reading through the plan executor; the
     model reads on with the tools when Self-Route escalates. ``agent``: the model plans with tools from
-    the start. ``corpus`` is looked up in ``workspace``."""
+    the start. ``corpus`` is looked up in ``workspace``. ``run_id``: the submitted run this answer
+    fills, reporting its progress as events (see :mod:`corral.platform.runs`)."""
     if agent:
         if strategy is not None:
             raise InvalidInputError("choose either a strategy or the agent, not both")
         s = get_settings()
         return ask_agent(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
                          budget=ask_options().budget, backend=s.chat_backend, top_k=s.retrieve_top_k,
-                         workspace=workspace)
+                         workspace=workspace, run_id=run_id)
     return ask(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
-               options=replace(ask_options(), workspace=workspace), strategy=strategy)
+               options=replace(ask_options(), workspace=workspace), strategy=strategy, run_id=run_id)

@@ -21,14 +21,15 @@ from corral.agents.ask.cite import cite, cite_tool_answer
 from corral.agents.ask.escalate import AGENT, Answer, Escalation
 from corral.agents.ask.options import AskOptions
 from corral.agents.ask.plan import Plan, plan_ask
+from corral.agents.ask.progress import RunCancelled, progress_of
 from corral.agents.ask.read import bind, corpus_tools
-from corral.agents.ask.record import AskResult, Trace, refusals, save_run
+from corral.agents.ask.record import AskResult, Trace, new_run, refusals, save_run
 from corral.agents.backends import model_name
 from corral.agents.citations import Citation
 from corral.agents.executor import BudgetExceeded, PlanExecutor, Usage
 from corral.agents.retrieval import Searcher
 from corral.agents.routing import Strategy
-from corral.core.db import Run
+from corral.core.db import RunState
 from corral.core.errors import ModelError
 from corral.inference.errors import InferenceError
 
@@ -44,12 +45,17 @@ def ask(
     searcher: Searcher,
     options: AskOptions | None = None,
     strategy: Strategy | None = None,
+    run_id: str | None = None,
 ) -> AskResult:
     """Answer ``question`` from the corpus with the strategy the router picks (or ``strategy``). When
     ``chat`` can call tools, Self-Route lets it read on with them before escalating. ``chat`` is touched
-    only once the question and the corpus are accepted: a lazily loaded model is not loaded to refuse."""
+    only once the question and the corpus are accepted: a lazily loaded model is not loaded to refuse.
+
+    ``run_id``: a run created beforehand (queued, then claimed by whoever runs it) that this one fills,
+    reporting its decision, steps and answer text as events while it goes (see
+    :mod:`corral.agents.ask.progress`); cancelling it raises :class:`RunCancelled` once stored."""
     opts = options or AskOptions()
-    trace = Trace(Usage(opts.budget))
+    trace = Trace(Usage(opts.budget), progress=progress_of(session_factory, run_id))
     name = model_name(chat)
     with refusals(session_factory, corpus_name, question, trace, backend=opts.backend, model=name,
                   workspace=opts.workspace), \
@@ -57,18 +63,23 @@ def ask(
         plan = plan_ask(session, corpus_name, question, chat=chat, searcher=searcher, options=opts,
                         forced=strategy, trace=trace)
     decision = plan.decision
+    trace.progress.decision(decision.to_record())
     tools = corpus_tools(session_factory, searcher, plan.corpus_id, opts.top_k)
     executor = PlanExecutor(bind(chat, tools) if opts.self_route_turns else None, tools,
                             usage=trace.usage, log=trace.steps)
-    run = Run(corpus_id=plan.corpus_id, question=plan.question, strategy=decision.strategy.value,
-              strategy_reason=decision.reason, forced_strategy=strategy.value if strategy else None,
-              decision=decision.to_record(), backend=opts.backend,
-              estimated_tokens=decision.estimated_tokens, model=name)
+    run = new_run(trace, corpus_id=plan.corpus_id, question=plan.question,
+                  strategy=decision.strategy.value, strategy_reason=decision.reason,
+                  forced_strategy=strategy.value if strategy else None, decision=decision.to_record(),
+                  backend=opts.backend, estimated_tokens=decision.estimated_tokens, model=name)
     try:
         ans = Escalation(session_factory, plan, chat, trace, executor).answer()
+    except RunCancelled as exc:
+        run.error = str(exc)
+        save_run(session_factory, run, trace, state=RunState.CANCELLED, error_type="cancelled")
+        raise
     except (InferenceError, BudgetExceeded) as exc:
         run.error = str(exc)
-        save_run(session_factory, run, trace)
+        save_run(session_factory, run, trace, error_type="model_error")
         if isinstance(exc, BudgetExceeded):
             raise ModelError(f"the run stopped: {exc}") from exc
         raise ModelError(str(exc)) from exc
@@ -78,14 +89,18 @@ def ask(
     run.citations = [c.to_dict() for c in citations]
     if unverified:
         trace.add("verify", flags=unverified)
-    seconds = save_run(session_factory, run, trace)
-    return AskResult(
-        run_id=run.id, corpus=corpus_name, question=plan.question, answer=ans.text, strategy=ans.used,
-        reason=_reason(plan, ans), model=name, estimated_tokens=decision.estimated_tokens,
-        prompt_tokens=trace.prompt_tokens, completion_tokens=trace.completion_tokens, seconds=seconds,
-        citations=citations, forced=strategy is not None, routed_strategy=decision.strategy.value,
-        decision=decision.to_record(), steps=run.steps, flags=trace.flags + unverified,
-    )
+
+    def result(seconds: float) -> AskResult:
+        return AskResult(
+            run_id=run.id, corpus=corpus_name, question=plan.question, answer=ans.text,
+            strategy=ans.used, reason=_reason(plan, ans), model=name,
+            estimated_tokens=decision.estimated_tokens, prompt_tokens=trace.prompt_tokens,
+            completion_tokens=trace.completion_tokens, seconds=seconds, citations=citations,
+            forced=strategy is not None, routed_strategy=decision.strategy.value,
+            decision=decision.to_record(), steps=run.steps, flags=trace.flags + unverified,
+        )
+
+    return result(save_run(session_factory, run, trace, result=result))
 
 
 def _cite(ans: Answer, plan: Plan) -> tuple[list[Citation], list[str]]:

@@ -138,7 +138,8 @@ class Escalation:
         trace, max_new = self._trace, self._plan.options.max_new_tokens
         # Stop before a call that would overspend: its prompt is at least the sources it carries.
         trace.usage.check(upcoming_tokens=sum(p.tokens for p in passages) + max_new)
-        reply = gen.generate(self._chat, messages, max_new)
+        call = label if label in ("map", "reduce") else "answer"
+        reply = gen.generate(self._chat, messages, max_new, callbacks=trace.progress.callbacks(call))
         trace.usage.spend(reply.prompt_tokens + reply.completion_tokens)
         trace.spend(reply.prompt_tokens, reply.completion_tokens)
         trace.add("generate", strategy=label, prompt_tokens=reply.prompt_tokens,

@@ -8,11 +8,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
 from corral.agents.backends import model_name
 from corral.agents.retrieval import Passage, render
+from corral.core.errors import CorralError
 from corral.inference.errors import InferenceError
 
 __all__ = [
@@ -81,13 +83,20 @@ class Reply:
     finish_reason: str  # "stop" | "length"
 
 
-def generate(chat: BaseChatModel, messages: Sequence[Mapping[str, str]], max_new_tokens: int) -> Reply:
+def generate(chat: BaseChatModel, messages: Sequence[Mapping[str, str]], max_new_tokens: int, *,
+             callbacks: Sequence[BaseCallbackHandler] = ()) -> Reply:
     """``chat``'s answer to ``messages`` in at most ``max_new_tokens``; any failure of the backend is an
-    ``InferenceError``. Token counts are the backend's usage report, else counted locally."""
+    ``InferenceError``. Token counts are the backend's usage report, else counted locally. With
+    ``callbacks`` the answer is streamed to their ``on_llm_new_token``; an error they raise on purpose
+    (a ``CorralError``: the run was cancelled) stops the call and propagates unchanged."""
     started = time.perf_counter()
     try:
-        reply = chat.invoke([dict(m) for m in messages], max_tokens=max_new_tokens)
-    except InferenceError:
+        if callbacks:
+            reply = chat.invoke([dict(m) for m in messages], config={"callbacks": list(callbacks)},
+                                max_tokens=max_new_tokens, stream=True)
+        else:
+            reply = chat.invoke([dict(m) for m in messages], max_tokens=max_new_tokens)
+    except (InferenceError, CorralError):
         raise
     except Exception as exc:  # remote servers fail in many ways (HTTP, auth, timeouts): one error
         raise InferenceError(f"the chat backend {model_name(chat)} failed: {exc}") from exc

@@ -3,20 +3,24 @@ stored whether the run answered, failed or was refused before reading."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from corral.agents.ask.progress import Progress
 from corral.agents.citations import Citation
 from corral.agents.executor import Step, Usage
-from corral.core.db import Run
+from corral.core.db import Run, RunState
 from corral.core.errors import ConflictError, InvalidInputError, NotFoundError
 from corral.core.services import DEFAULT_WORKSPACE, get_corpus
+from corral.core.services.runs import finish_run
 
-__all__ = ["MAX_QUESTION_CHARS", "AskResult", "Trace", "refusals", "save_run"]
+__all__ = ["MAX_QUESTION_CHARS", "AskResult", "Trace", "new_run", "refusals", "save_run"]
 
 MAX_QUESTION_CHARS = 8000
 
@@ -57,6 +61,10 @@ class Trace:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     flags: list[str] = field(default_factory=list)
+    progress: Progress = field(default_factory=Progress)  # told of every step as it is recorded
+
+    def __post_init__(self) -> None:
+        self.steps = _Reported(self.steps, self.progress)
 
     def add(self, kind: str, **details: Any) -> None:
         self.steps.append(Step(kind, details, round(self.usage.seconds * 1000)))
@@ -73,15 +81,55 @@ class Trace:
         return self.prompt_tokens + self.completion_tokens
 
 
-def save_run(session_factory: sessionmaker[Session], run: Run, trace: Trace) -> float:
-    """Store ``run`` with the trace's steps and duration; returns the seconds taken."""
+class _Reported(list[Step]):
+    """A step list that tells the run's progress of each step appended (the executor appends too)."""
+
+    def __init__(self, steps: Iterable[Step], progress: Progress) -> None:
+        super().__init__(steps)
+        self._progress = progress
+
+    def append(self, step: Step) -> None:
+        super().append(step)
+        self._progress.step(step)
+
+
+def new_run(trace: Trace, **fields: Any) -> Run:
+    """The Run a question ends as: the pre-created one this run fills (its id), or a new one."""
+    run_id = trace.progress.run_id
+    return Run(**fields) if run_id is None else Run(id=run_id, **fields)
+
+
+def save_run(session_factory: sessionmaker[Session], run: Run, trace: Trace, *,
+             state: RunState | None = None, error_type: str | None = None,
+             result: Callable[[float], AskResult] | None = None) -> float:
+    """Store ``run`` with the trace's steps, tokens and duration, finished in ``state`` (default:
+    failed when it has an error, else succeeded), and end its events. A run with the id of a
+    pre-created one fills that row. ``result`` builds the answer's record from the seconds taken (the
+    ``final`` event carries it). Returns the seconds taken."""
     seconds = round(trace.usage.seconds, 3)
     run.duration_ms = seconds * 1000
     run.steps = trace.records()
+    run.prompt_tokens, run.completion_tokens = trace.prompt_tokens, trace.completion_tokens
     if run.actual_tokens is None:
         run.actual_tokens = trace.tokens
+    if run.id is None:  # a run recorded when it ends (a synchronous ask)
+        run.started_at = datetime.now(UTC) - timedelta(seconds=seconds)
+    trace.progress.flush()
     with session_factory.begin() as session:
-        session.add(run)
+        row = session.get(Run, run.id, with_for_update=True) if run.id is not None else None
+        if row is None:
+            session.add(run)
+            session.flush()
+            row = run
+        else:  # the pre-created run: fill it with what this one set
+            given = inspect(run).dict
+            for attr in inspect(Run).column_attrs:
+                if attr.key in given and attr.key not in ("id", "created_at", "params"):
+                    setattr(row, attr.key, given[attr.key])
+        final = result(seconds).to_dict() if result is not None else None
+        finish_run(session, row, state or (RunState.FAILED if row.error else RunState.SUCCEEDED),
+                   error_type=error_type, result=final)
+        run.state = row.state
     return seconds
 
 
@@ -97,10 +145,11 @@ def refusals(session_factory: sessionmaker[Session], corpus_name: str, question:
         if corpus_id is None:
             raise
         trace.add("refuse", error=str(exc))
-        run = Run(corpus_id=corpus_id, question=question[:MAX_QUESTION_CHARS], strategy="refused",
-                  strategy_reason=str(exc), decision={"refused": str(exc)}, backend=backend, model=model,
-                  error=str(exc), actual_tokens=trace.tokens)
-        save_run(session_factory, run, trace)
+        run = new_run(trace, corpus_id=corpus_id, question=question[:MAX_QUESTION_CHARS],
+                      strategy="refused", strategy_reason=str(exc), decision={"refused": str(exc)},
+                      backend=backend, model=model, error=str(exc), actual_tokens=trace.tokens)
+        save_run(session_factory, run, trace,
+                 error_type="conflict" if isinstance(exc, ConflictError) else "invalid_input")
         raise
 
 

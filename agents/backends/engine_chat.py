@@ -13,19 +13,27 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
-from corral.inference.chat import ChatRequest, ChatService, build_prompt, parse_tool_choice, parse_tools
+from corral.inference.chat import (
+    ChatRequest,
+    ChatService,
+    build_prompt,
+    parse_tool_choice,
+    parse_tools,
+)
+from corral.inference.chat import Usage as ChatUsage
 from corral.inference.generation import TextEngine
 
 __all__ = ["EngineChatModel"]
@@ -93,15 +101,10 @@ class EngineChatModel(BaseChatModel):
         formatted = [convert_to_openai_tool(t) for t in tools]
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
+                 ) -> ChatRequest:
         tools = parse_tools(kwargs.get("tools"))
-        request = ChatRequest(
+        return ChatRequest(
             messages=convert_to_openai_messages(messages),
             max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
             temperature=float(kwargs.get("temperature", self.temperature)),
@@ -110,14 +113,57 @@ class EngineChatModel(BaseChatModel):
             tools=tools,
             tool_choice=parse_tool_choice(kwargs.get("tool_choice"), tools),
         )
-        out = self.service.complete(request)
-        usage = {"input_tokens": out.usage.prompt_tokens, "output_tokens": out.usage.completion_tokens,
-                 "total_tokens": out.usage.prompt_tokens + out.usage.completion_tokens}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        out = self.service.complete(self._request(messages, stop, kwargs))
         calls = [{"name": c.name, "args": json.loads(c.arguments), "id": c.id, "type": "tool_call"}
                  for c in out.tool_calls]
         message = AIMessage(
-            content=out.content or "", tool_calls=calls, usage_metadata=usage,
+            content=out.content or "", tool_calls=calls, usage_metadata=_usage(out.usage),
             response_metadata={"finish_reason": out.finish_reason, "model_name": self.model_name,
                                "cached_tokens": out.usage.cached_tokens},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """The answer as it is decoded (``invoke(..., stream=True)``, ``stream``): LangChain reports
+        each chunk to the callbacks' ``on_llm_new_token``. A callback that raises stops the decoding
+        there: closing the stream hands the engine's KV cache back at once."""
+        deltas = self.service.stream(self._request(messages, stop, kwargs))
+        try:
+            for delta in deltas:
+                if delta.content and delta.finish_reason is None:
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=delta.content))
+                    continue
+                if delta.finish_reason is None:
+                    continue
+                calls = [{"name": c.name, "args": c.arguments, "id": c.id, "index": i,
+                          "type": "tool_call_chunk"} for i, c in enumerate(delta.tool_calls)]
+                usage = delta.usage
+                yield ChatGenerationChunk(message=AIMessageChunk(
+                    content=delta.content, tool_call_chunks=calls,  # type: ignore[arg-type]
+                    usage_metadata=_usage(usage) if usage else None, chunk_position="last",
+                    response_metadata={"finish_reason": delta.finish_reason, "model_name": self.model_name,
+                                       "cached_tokens": usage.cached_tokens if usage else 0},
+                ))
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                close()
+
+
+def _usage(usage: ChatUsage) -> UsageMetadata:
+    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # The Celery queue ingest tasks go to, overridable so that several deployments (or test runs)
     # can share a broker.
     ingest_queue: str = "ingest"
+    # The queue asks (background runs) go to in server mode: `corral worker -Q agent` runs them.
+    agent_queue: str = "agent"
+    # Embedded mode runs background runs on this many threads of the server, sharing one model.
+    run_threads: int = Field(default=4, ge=1, le=64)
+    # The synchronous ask waits this long for its run, then answers 202 with the run to follow.
+    ask_timeout_s: float = Field(default=120.0, gt=0)
 
     # Models. Defaults point inside the packages that carry the weights; nothing is downloaded.
     embedding_model_path: Path | None = None

@@ -39,7 +39,7 @@ from corral.core.errors import InvalidInputError, NotFoundError, PermissionDenie
 __all__ = [
     "EVENTS", "MAX_WEBHOOKS", "Target", "check_target", "claim_due", "count_deliveries",
     "count_webhooks", "create_webhook", "delete_webhook", "enqueue_event", "get_webhook",
-    "job_event", "list_deliveries", "list_webhooks", "record_attempt",
+    "job_event", "list_deliveries", "list_webhooks", "record_attempt", "release",
 ]
 
 EVENTS = ("job.finished", "run.finished")
@@ -255,6 +255,15 @@ def claim_due(session: Session, *, lease_seconds: float, limit: int = 20,
         claimed.append((delivery, hook))
     session.flush()
     return claimed
+
+
+def release(session: Session, delivery_ids: Sequence[int]) -> None:
+    """Give claimed deliveries back unsent (a runner stopping): due again now."""
+    now = _now()
+    for delivery_id in delivery_ids:
+        delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+        if delivery is not None and delivery.state == PENDING:
+            delivery.next_attempt_at = now
 
 
 def record_attempt(session: Session, delivery_id: int, attempt: dict[str, Any], *, delivered: bool,

@@ -12,11 +12,12 @@ from corral.core.config import get_settings
 from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
-from corral.platform.api.routes import admin, corpora, health, jobs
+from corral.platform.api.routes import admin, corpora, health, jobs, runs
 from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
+from corral.platform.runs import fail_interrupted_embedded_runs
 from corral.platform.webhooks import start_webhook_runner
 
 
@@ -24,6 +25,7 @@ from corral.platform.webhooks import start_webhook_runner
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(prepare)
     await run_in_threadpool(resume_embedded_jobs)
+    await run_in_threadpool(fail_interrupted_embedded_runs)
     log_policy(app.state.access)
     webhooks = start_webhook_runner()  # sends queued webhook deliveries, in every API process
     try:
@@ -44,6 +46,7 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     app.include_router(corpora.router, prefix="/v1")
     app.include_router(upload_routes.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
+    app.include_router(runs.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
     app.include_router(webhook_routes.router, prefix="/v1")
     app.add_middleware(BodyLimitMiddleware, limit=settings.api_max_body_bytes,

@@ -177,3 +177,56 @@ class WorkspaceOut(BaseModel):
 
 class WorkspaceCreated(WorkspaceOut):
     admin_key: KeyIssued
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    state: str
+    url: str = Field(description="GET it for the run's state, decision, steps and answer")
+    events_url: str = Field(description="Server-Sent Events: the run's progress as it happens")
+
+    @classmethod
+    def of(cls, run_id: str, state: str = "queued") -> RunAccepted:
+        return cls(run_id=run_id, state=state, url=f"/v1/runs/{run_id}",
+                   events_url=f"/v1/runs/{run_id}/events")
+
+
+class RunSummary(BaseModel):
+    id: str
+    corpus: str
+    question: str
+    state: str
+    strategy: str | None = Field(description="The strategy that answered (null until decided)")
+    forced_strategy: str | None
+    model: str | None
+    answer: str | None
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_tokens: int
+    cancel_requested: bool
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    seconds: float | None = Field(description="How long it ran, once finished")
+
+
+class RunOut(RunSummary):
+    reason: str | None = Field(description="Why the router chose the strategy")
+    decision: dict[str, Any] = Field(description="The router's inputs, estimates and reasons")
+    steps: list[dict[str, Any]] = Field(description="Each step with its tokens and milliseconds")
+    citations: list[CitationOut]
+    params: dict[str, Any] = Field(description="What was asked for: strategy, agent")
+
+
+class FeedbackRequest(BaseModel):
+    rating: int = Field(ge=-1, le=1, description="-1 (bad), 0 (neutral) or 1 (good)")
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    run_id: str
+    rating: int
+    comment: str | None
+    created_at: Timestamp

@@ -46,7 +46,7 @@ import httpx
 from corral.core.config import Settings, get_settings
 from corral.core.db import session_scope
 from corral.core.errors import CorralError
-from corral.core.services.webhooks import Target, check_target, claim_due, record_attempt
+from corral.core.services.webhooks import Target, check_target, claim_due, record_attempt, release
 
 __all__ = ["DeliveryRunner", "send_attempt", "sign", "start_webhook_runner"]
 
@@ -100,6 +100,9 @@ def send_attempt(client: httpx.Client, settings: Settings, *, url: str, secret: 
         error = str(exc)
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except Exception as exc:  # recorded as a failed attempt: a delivery never stays stuck
+        log.exception("webhook delivery %s: unexpected error", delivery_id)
+        error = f"{type(exc).__name__}: {exc}"
     attempt = {"at": at, "status_code": status, "error": error[:500] if error else None,
                "duration_ms": round((time.monotonic() - started) * 1000)}
     return attempt, error is None
@@ -118,15 +121,20 @@ class DeliveryRunner:
     def run_once(self) -> int:
         """Claim the due deliveries, send each once, record the outcomes; how many were sent."""
         s = self.settings
+        # The lease covers the whole batch, sent one after the other, each within its timeout.
+        lease = self.batch * (s.webhook_timeout_seconds + 1) + 30
         with session_scope() as session:
             claimed = [(d.id, d.event, dict(d.payload), h.url, h.secret)
-                       for d, h in claim_due(session, lease_seconds=s.webhook_timeout_seconds + 30,
-                                             limit=self.batch)]
+                       for d, h in claim_due(session, lease_seconds=lease, limit=self.batch)]
         if not claimed:
             return 0
         timeout = httpx.Timeout(s.webhook_timeout_seconds)
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            for delivery_id, event, payload, url, secret in claimed:
+            for n, (delivery_id, event, payload, url, secret) in enumerate(claimed):
+                if self._stop.is_set():  # shutting down: hand the rest back, due now
+                    with session_scope() as session:
+                        release(session, [c[0] for c in claimed[n:]])
+                    return n
                 attempt, delivered = send_attempt(client, s, url=url, secret=secret,
                                                   delivery_id=delivery_id, event=event,
                                                   payload=payload)

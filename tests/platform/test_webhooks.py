@@ -256,6 +256,28 @@ def test_target_checked_again_before_each_attempt(hook_env: Path, receiver: Rece
     assert receiver.requests == []
 
 
+def test_a_stopping_runner_hands_its_claims_back(hook_env: Path, receiver: Receiver) -> None:
+    from datetime import UTC
+
+    from corral.core.db import WebhookDelivery, session_scope
+    from corral.platform.webhooks import DeliveryRunner
+
+    with TestClient(create_app(), base_url="http://127.0.0.1") as client:
+        client.post("/v1/webhooks", json={"url": receiver.url, "events": ["job.finished"]})
+    enqueue()
+    enqueue()
+    stopping = DeliveryRunner()
+    stopping.stop()
+    assert stopping.run_once() == 0  # claimed both, sent none, gave them back
+    with session_scope() as session:
+        rows = session.query(WebhookDelivery).all()
+        assert [(d.state, d.attempts) for d in rows] == [("pending", [])] * 2
+        assert all(d.next_attempt_at is not None
+                   and d.next_attempt_at.replace(tzinfo=UTC) <= datetime.now(UTC) for d in rows)
+    assert DeliveryRunner().run_once() == 2
+    assert len(receiver.requests) == 2
+
+
 def test_webhooks_belong_to_their_workspace(hook_env: Path, monkeypatch: pytest.MonkeyPatch,
                                             receiver: Receiver) -> None:
     monkeypatch.setenv("CORRAL_AUTH", "required")

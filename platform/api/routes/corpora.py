@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
 
+from corral.core.config import get_settings
 from corral.core.db import Scope
 from corral.core.errors import PermissionDeniedError
 from corral.core.services import list_corpora, validate_corpus_name
@@ -16,7 +18,7 @@ from corral.ingestion.sources import source_spec
 from corral.ingestion.sources.spec import is_server_path
 from corral.platform.api.auth import AskCaller, IngestCaller, ReadCaller
 from corral.platform.api.deps import IdempotencyKeyHeader, SessionDep
-from corral.platform.api.ratelimit import charge_tokens, check_tokens
+from corral.platform.api.ratelimit import check_tokens
 from corral.platform.api.schemas import (
     AskRequest,
     AskResponse,
@@ -24,8 +26,9 @@ from corral.platform.api.schemas import (
     IngestRequest,
     JobAccepted,
     Page,
+    RunAccepted,
 )
-from corral.platform.composition import answer
+from corral.platform.runs import error_for, submit_run, wait_for_run
 
 router = APIRouter(prefix="/corpora", tags=["corpora"])
 
@@ -71,12 +74,24 @@ def ingest(name: str, body: IngestRequest, caller: IngestCaller,
     return JobAccepted(job_id=done.resource_id, state="queued", url=f"/v1/jobs/{done.resource_id}")
 
 
-@router.post("/{name}/ask")
+@router.post("/{name}/ask", responses={202: {"model": RunAccepted,
+                                              "description": "Still running after the timeout"}})
 def ask(name: str, body: AskRequest, caller: AskCaller, session: SessionDep) -> AskResponse:
+    """Answer now, for short questions. The question runs as a run, exactly as ``POST
+    /v1/corpora/{name}/runs`` (in server mode on an agent worker: this process loads no model), and
+    this waits for it up to ``CORRAL_ASK_TIMEOUT_S``. Finished in time: 200 with the answer, or the
+    error status of why it failed. Still running then: **202** with the run's ``url`` and
+    ``events_url`` — it goes on, and its answer is read there (rather than a 504 that loses it)."""
     validate_corpus_name(name)
     check_tokens(caller)  # the key's tokens a minute, then the workspace's month: 429 when spent
     check_budget(session, caller.workspace_id)
     session.commit()  # hold no transaction (nor SQLite's write lock) across the model's answer
-    result = answer(name, body.question, body.strategy, agent=body.agent, workspace=caller.workspace)
-    charge_tokens(caller, result.prompt_tokens + result.completion_tokens)
-    return AskResponse.model_validate(result.to_dict())
+    run_id = submit_run(name, body.question, body.strategy, agent=body.agent, workspace=caller.workspace,
+                        key_id=caller.key_id)
+    outcome = wait_for_run(run_id, get_settings().ask_timeout_s)
+    if outcome is None:
+        return JSONResponse(RunAccepted.of(run_id, "running").model_dump(),  # type: ignore[return-value]
+                            status_code=status.HTTP_202_ACCEPTED)
+    if outcome.result is None:
+        raise error_for(outcome.error_type, outcome.error or f"the run ended {outcome.state.value}")
+    return AskResponse.model_validate(outcome.result)

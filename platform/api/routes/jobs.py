@@ -1,12 +1,18 @@
-"""``/v1/jobs``: background jobs with per-document progress, and cancellation."""
+"""``/v1/jobs``: background jobs with per-document progress, live (Server-Sent Events), and
+cancellation."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 
-from corral.core.db import Corpus, Job, JobState
+from corral.core.db import Corpus, Job, JobState, session_scope
 from corral.core.services import count_jobs, get_job, item_counts, list_items, list_jobs
 from corral.platform.api.auth import IngestCaller, ReadCaller
 from corral.platform.api.deps import SessionDep
@@ -65,3 +71,44 @@ def cancel(job_id: str, caller: IngestCaller) -> JobOut:
 def delete(job_id: str, caller: IngestCaller) -> JobOut:
     """Same as ``POST /v1/jobs/{id}/cancel``: jobs are kept as a record, so delete means stop."""
     return cancel(job_id, caller)
+
+
+JOB_POLL_S = 0.25  # how often a job's stream looks at the job
+
+
+def _snapshot(job_id: str, workspace_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        j = get_job(session, job_id, workspace_id=workspace_id)
+        data: dict[str, Any] = {
+            "state": j.state.value, "phase": j.phase, "done": j.done, "total": j.total,
+            "failed": j.failed, "skipped": j.skipped, "progress": round(j.progress, 4),
+            "items_by_state": item_counts(session, j.id),
+        }
+        if j.state.finished:
+            data.update(result=j.result, error=j.error)
+        return data
+
+
+async def _follow_job(job_id: str, workspace_id: int, first: dict[str, Any]
+                      ) -> AsyncIterator[ServerSentEvent]:
+    seq, data, last = 0, first, None
+    while True:
+        if data != last:
+            seq += 1
+            finished = JobState(data["state"]).finished
+            yield ServerSentEvent(data=json.dumps(data), event="final" if finished else "progress",
+                                  id=str(seq))
+            if finished:
+                return
+            last = data
+        await asyncio.sleep(JOB_POLL_S)
+        data = await run_in_threadpool(_snapshot, job_id, workspace_id)
+
+
+@router.get("/{job_id}/events")
+async def job_events(job_id: str, caller: ReadCaller) -> EventSourceResponse:
+    """The job's progress as Server-Sent Events: a ``progress`` event (state, phase, done, total,
+    failed, skipped, per-document item counts) whenever it changes, then one ``final`` with the
+    result. A client that disconnects does not affect the job."""
+    first = await run_in_threadpool(_snapshot, job_id, caller.workspace_id)
+    return EventSourceResponse(_follow_job(job_id, caller.workspace_id, first), ping=15)

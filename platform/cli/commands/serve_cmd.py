@@ -28,12 +28,15 @@ def serve(
 
 
 def worker(
-    queues: Annotated[str | None, typer.Option("-Q", "--queues", help="Comma-separated.")] = None,
+    queues: Annotated[str | None, typer.Option(
+        "-Q", "--queues", help="Comma-separated: ingest, agent (default: both).")] = None,
     concurrency: Annotated[int, typer.Option(help="Tasks run at once.")] = 1,
     pool: Annotated[str, typer.Option(help="Celery pool: solo, threads or prefork.")] = "solo",
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
-    """Run a Celery worker for ingest (and later agent) jobs. Needs server mode."""
+    """Run a Celery worker: ingest jobs (``-Q ingest``), asks (``-Q agent``: runs, answered with the
+    configured chat backend — the embedded model or an OpenAI-compatible inference service), or both
+    (the default). Needs server mode."""
     settings = get_settings()
     if settings.mode is not Mode.SERVER:
         raise ConfigurationError(
@@ -42,10 +45,11 @@ def worker(
         )
     prepare()
     from corral.ingestion.worker import app
+    from corral.platform.runs import worker as _agent_tasks  # noqa: F401 - registers the agent task
 
     app.worker_main([
         "worker",
-        f"--queues={queues or settings.ingest_queue}",
+        f"--queues={queues or f'{settings.ingest_queue},{settings.agent_queue}'}",
         f"--concurrency={concurrency}",
         f"--pool={pool}",
         f"--loglevel={loglevel}",

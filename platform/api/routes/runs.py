@@ -1,0 +1,143 @@
+"""``/v1/runs``: asks as background runs — submit, follow live (Server-Sent Events), read, cancel, rate.
+
+A run's events are its stored rows, so the stream replays from any point (``Last-Event-ID`` or
+``?after=``) in any API process and then follows new ones until the ``final`` event. A client that
+disconnects only stops its own stream: the run goes on and stays readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, status
+from sqlalchemy import select
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from corral.core.db import Corpus, Run, RunState, session_scope
+from corral.core.services.runs import FINAL, add_feedback, events_after, get_run, list_runs
+from corral.core.services.usage import check_budget
+from corral.platform.api.auth import AskCaller, ReadCaller
+from corral.platform.api.deps import SessionDep
+from corral.platform.api.ratelimit import check_tokens
+from corral.platform.api.schemas import (
+    AskRequest,
+    FeedbackOut,
+    FeedbackRequest,
+    Page,
+    RunAccepted,
+    RunOut,
+    RunSummary,
+)
+from corral.platform.runs import cancel_run, submit_run
+
+router = APIRouter(tags=["runs"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+POLL_S = 0.1  # how often a stream looks for new events
+
+
+def _summary(r: Run, corpus: str) -> dict[str, Any]:
+    return dict(
+        id=r.id, corpus=corpus, question=r.question, state=r.state.value, strategy=r.strategy or None,
+        forced_strategy=r.forced_strategy, model=r.model or None, answer=r.answer, error=r.error,
+        prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+        estimated_tokens=r.estimated_tokens, cancel_requested=r.cancel_requested,
+        created_at=r.created_at, started_at=r.started_at, finished_at=r.finished_at,
+        seconds=round(r.duration_ms / 1000, 3) if r.duration_ms is not None else None,
+    )
+
+
+def _corpus(session: SessionDep, r: Run) -> str:
+    return session.scalar(select(Corpus.name).where(Corpus.id == r.corpus_id)) or ""
+
+
+@router.post("/corpora/{name}/runs", status_code=status.HTTP_202_ACCEPTED)
+def submit(name: str, body: AskRequest, caller: AskCaller, session: SessionDep) -> RunAccepted:
+    """Ask ``body.question`` as a background run: follow ``events_url``, read ``url``. The key's
+    token limit and the workspace's monthly budget are checked first (429 when spent)."""
+    check_tokens(caller)
+    check_budget(session, caller.workspace_id)
+    session.commit()
+    return RunAccepted.of(submit_run(name, body.question, body.strategy, agent=body.agent,
+                                     workspace=caller.workspace, key_id=caller.key_id))
+
+
+@router.get("/runs")
+def runs(caller: ReadCaller, session: SessionDep,
+         corpus: Annotated[str | None, Query(max_length=64)] = None, state: RunState | None = None,
+         limit: Limit = 50, offset: Offset = 0) -> Page[RunSummary]:
+    page = list_runs(session, caller.workspace_id, corpus=corpus, state=state, limit=limit, offset=offset)
+    return Page(items=[RunSummary(**_summary(r, name)) for r, name in page.runs], total=page.total,
+                limit=limit, offset=offset)
+
+
+@router.get("/runs/{run_id}")
+def run(run_id: str, caller: ReadCaller, session: SessionDep) -> RunOut:
+    r = get_run(session, run_id, workspace_id=caller.workspace_id)
+    return RunOut(**_summary(r, _corpus(session, r)), reason=r.strategy_reason or None,
+                  decision=r.decision, steps=r.steps, citations=r.citations, params=r.params)
+
+
+@router.delete("/runs/{run_id}", status_code=status.HTTP_202_ACCEPTED)
+def cancel(run_id: str, caller: AskCaller, session: SessionDep) -> RunSummary:
+    """Stop the run: a queued one at once, a running one at its next token or step."""
+    r = cancel_run(run_id, caller.workspace_id)
+    return RunSummary(**_summary(r, _corpus(session, r)))
+
+
+@router.post("/runs/{run_id}/feedback", status_code=status.HTTP_201_CREATED)
+def feedback(run_id: str, body: FeedbackRequest, caller: AskCaller, session: SessionDep) -> FeedbackOut:
+    r = get_run(session, run_id, workspace_id=caller.workspace_id)
+    f = add_feedback(session, r, body.rating, body.comment)
+    session.commit()  # stored before the answer says so
+    return FeedbackOut(id=f.id, run_id=r.id, rating=f.rating, comment=f.comment, created_at=f.created_at)
+
+
+def _check(run_id: str, workspace_id: int) -> None:
+    with session_scope() as session:
+        get_run(session, run_id, workspace_id=workspace_id)
+
+
+def _next(run_id: str, after: int) -> tuple[list[tuple[int, str, dict[str, Any]]], bool]:
+    """Events after ``after`` and whether the run had finished when they were read (one snapshot)."""
+    with session_scope() as session:
+        events = [(e.seq, e.kind, dict(e.data)) for e in events_after(session, run_id, after)]
+        state = session.scalar(select(Run.state).where(Run.id == run_id))
+    return events, state is None or state.finished
+
+
+async def _follow(run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
+    last = after
+    while True:
+        events, finished = await run_in_threadpool(_next, run_id, last)
+        for seq, kind, data in events:
+            yield ServerSentEvent(data=json.dumps(data), event=kind, id=str(seq))
+            last = seq
+            if kind == FINAL:
+                return
+        if not events:
+            if finished:  # its final event is at or before ``after``: nothing more will come
+                return
+            await asyncio.sleep(POLL_S)
+
+
+def _start(after: int | None, last_event_id: str | None) -> int:
+    resumed = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
+    return max(after or 0, resumed)
+
+
+@router.get("/runs/{run_id}/events")
+async def run_events(
+    run_id: str, caller: ReadCaller,
+    after: Annotated[int | None, Query(ge=0, description="Replay the events after this seq")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+) -> EventSourceResponse:
+    """The run's events as Server-Sent Events (``event``: state, decision, step, token, final; ``id``:
+    the seq to resume from), replayed and then followed until ``final``."""
+    await run_in_threadpool(_check, run_id, caller.workspace_id)
+    return EventSourceResponse(_follow(run_id, _start(after, last_event_id)), ping=15)
