@@ -14,6 +14,7 @@ from corral.platform.api.errors import install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
 from corral.platform.api.routes import admin, corpora, health, jobs, runs
 from corral.platform.api.routes import uploads as upload_routes
+from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
@@ -44,6 +45,7 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(corpora.router, prefix="/v1")
+    app.include_router(upload_routes.router, prefix="/v1")
     app.include_router(upload_routes.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
     app.include_router(runs.router, prefix="/v1")

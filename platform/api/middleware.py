@@ -6,6 +6,7 @@ refused as it streams in, without being read whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -85,25 +86,34 @@ class BodyLimitMiddleware:
             return
         seen = 0
         started = False
+        over = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    over = True
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if over:
+                # The app may catch _TooLarge while reading the body and answer its own error (FastAPI
+                # makes it a 400); the client gets the 413 instead.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _reply(send, 413, "payload_too_large",
+                                 f"the request body passed the limit of {limit:,} bytes")
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
+        with contextlib.suppress(_TooLarge):  # raised to stop the app reading; answered below
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _reply(send, 413, "payload_too_large",
-                             f"the request body passed the limit of {limit:,} bytes")
+        if over and not started:
+            await _reply(send, 413, "payload_too_large",
+                         f"the request body passed the limit of {limit:,} bytes")

@@ -19,6 +19,9 @@ def _utc(moment: datetime) -> datetime:
 
 
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
+# Numbers and flags in request bodies are strict: "5", 5.0 or true are not the integer 5, as the
+# schema says. Budgets stop where a 64-bit column does not.
+MAX_TOKEN_BUDGET = 10**15
 
 
 class Page(BaseModel, Generic[T]):
@@ -93,7 +96,8 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     strategy: Strategy | None = Field(
         default=None, description="Force a reading strategy: stuff, retrieve, scoped-stuff or map-reduce")
-    agent: bool = Field(default=False, description="Let the model plan its reading with the corpus tools")
+    agent: bool = Field(default=False, strict=True,
+                        description="Let the model plan its reading with the corpus tools")
 
 
 class CitationOut(BaseModel):
@@ -137,8 +141,8 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     scopes: list[Scope] = Field(min_length=1, max_length=4)
     expires_at: Timestamp | None = None
-    requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
-    tokens_per_minute: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=1_000_000_000, strict=True)
 
 
 class KeyOut(BaseModel):
@@ -160,11 +164,11 @@ class KeyIssued(KeyOut):
 
 class WorkspaceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    monthly_token_budget: int | None = Field(default=None, ge=0)
+    monthly_token_budget: int | None = Field(default=None, ge=0, le=MAX_TOKEN_BUDGET, strict=True)
 
 
 class WorkspaceUpdate(BaseModel):
-    monthly_token_budget: int | None = Field(default=None, ge=0,
+    monthly_token_budget: int | None = Field(default=None, ge=0, le=MAX_TOKEN_BUDGET, strict=True,
                                              description="Tokens per calendar month; null: no cap")
 
 
