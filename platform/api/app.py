@@ -10,10 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.core.config import get_settings
 from corral.platform.api.auth import access_policy, log_policy
-from corral.platform.api.errors import install_error_handlers
+from corral.platform.api.errors import ERROR_RESPONSES, install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
 from corral.platform.api.routes import admin, corpora, health, jobs, runs
-from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
 from corral.platform.composition import prepare
@@ -40,12 +39,12 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     decides whether it may run open (see :mod:`corral.platform.api.auth`) and which ``Host``
     headers it answers."""
     settings = get_settings()
-    app = FastAPI(title="Corral", version="0.1.0", lifespan=_lifespan)
+    # Every route declares the errors it may answer, in our one error shape.
+    app = FastAPI(title="Corral", version="0.1.0", lifespan=_lifespan, responses=ERROR_RESPONSES)
     app.state.access = access_policy(settings, bind_host or settings.api_host)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(corpora.router, prefix="/v1")
-    app.include_router(upload_routes.router, prefix="/v1")
     app.include_router(upload_routes.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
     app.include_router(runs.router, prefix="/v1")
