@@ -42,7 +42,7 @@ def _race(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseExcep
         barrier.wait()
         try:
             value = work(i)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted on
+        except BaseException as exc:
             with lock:
                 errors.append(exc)
         else:

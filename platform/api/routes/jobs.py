@@ -38,7 +38,10 @@ def _out(j: Job, corpus: str | None) -> JobOut:
 
 def _corpus_name(session: SessionDep, j: Job) -> str | None:
     corpus = session.get(Corpus, j.corpus_id) if j.corpus_id is not None else None
-    return corpus.name if corpus else None
+    if corpus is None:  # a failed job's new, empty corpus is removed; the job still names it
+        named = j.params.get("corpus")
+        return named if isinstance(named, str) else None
+    return corpus.name
 
 
 @router.get("")
