@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from corral.inference.engine.kernels import DecodeAttention
+from corral.inference.engine.kernels import DecodeKernels
 from corral.inference.engine.kv_cache import KVCache
 from corral.inference.engine.spec import LayerSpec, ModelSpec, MoESpec
 from corral.inference.errors import ContextOverflowError
@@ -247,7 +247,7 @@ class Transformer:
         dtype: torch.dtype,
         *,
         kv_dtype: torch.dtype | None = None,
-        decode_kernel: DecodeAttention | None = None,
+        decode_kernel: DecodeKernels | None = None,
     ) -> None:
         """``kv_dtype``: how the KV cache stores keys and values (default: the compute dtype; bf16 under
         fp32 compute halves what each decode step reads). ``decode_kernel``: the native one-query
@@ -393,6 +393,14 @@ class Transformer:
         s = self.spec
         t = int(qkv.shape[1])
         nq, nk, d = s.num_heads, s.num_kv_heads, s.head_dim
+        if t == 1 and self._fused_decode(ls, qkv):
+            assert self.decode_kernel is not None
+            kc, vc = cache.k[layer], cache.v[layer]
+            out = self.decode_kernel.rope_attention(
+                qkv.view(-1), cos.view(-1), sin.view(-1), kc[0], vc[0], start, self._first_key(ls, start),
+                s.softmax_scale, nq,
+            )
+            return out.view(1, 1, nq * d)
         q, k, v = torch.split(qkv, [nq * d, nk * d, nk * d], dim=-1)
         if ls.qk_norm == "full_rms":
             assert lw.q_norm is not None and lw.k_norm is not None
@@ -427,7 +435,7 @@ class Transformer:
         if t == 1 and self.decode_kernel is not None:
             # The native kernel streams each cached row once for the G query heads sharing it.
             qg = (q.reshape(nk, nq // nk, d).float() * s.softmax_scale).contiguous()
-            out = self.decode_kernel(qg, kc[0, :, lo:], vc[0, :, lo:], stop - lo)  # [K, G, D] fp32
+            out = self.decode_kernel.attention(qg, kc[0, :, lo:], vc[0, :, lo:], stop - lo)  # [K, G, D]
             return out.to(q.dtype).reshape(1, 1, nq * d)
         keys, values = kc[:, :, lo:stop], vc[:, :, lo:stop]  # [1, K, S, D]
         if keys.dtype != q.dtype:  # a compact cache under wider compute: widen what this call reads
@@ -451,6 +459,16 @@ class Transformer:
                 qh, keys, values, attn_mask=mask, scale=s.softmax_scale, enable_gqa=nq != nk
             )
         return out.transpose(1, 2).reshape(1, t, nq * d)
+
+    def _fused_decode(self, ls: LayerSpec, qkv: torch.Tensor) -> bool:
+        """Whether one decode step of this layer can run as the native kernel's single call: RoPE in
+        the "half" layout and nothing else between the projection and attention."""
+        s = self.spec
+        return (
+            self.decode_kernel is not None and qkv.dtype == torch.float32 and ls.use_rope
+            and ls.qk_norm == "none" and not s.clip_qkv and not ls.temperature_tuning
+            and s.rope_style == "half"
+        )
 
     def _prefix_then_causal(
         self, qh: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, split: int

@@ -15,6 +15,14 @@ def kernel():  # type: ignore[no-untyped-def]
     k = decode_attention_kernel()
     if k is None:
         pytest.skip("no C++ compiler or ninja on this host: the engine uses torch's attention (logged)")
+    return k.attention
+
+
+@pytest.fixture(scope="module")
+def kernels():  # type: ignore[no-untyped-def]
+    k = decode_attention_kernel()
+    if k is None:
+        pytest.skip("no C++ compiler or ninja on this host: the engine uses torch's attention (logged)")
     return k
 
 
@@ -76,6 +84,49 @@ def test_kernel_refuses_bad_shapes_with_a_message(kernel, q: torch.Tensor, k: to
                                                   message: str) -> None:
     with pytest.raises(RuntimeError, match=message):
         kernel(q, k, k.clone(), length)
+
+
+def _rope_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + torch.roll(x, x.shape[-1] // 2, dims=-1) * sin
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("nq", "nk", "dim", "pos", "lo"), [(9, 3, 64, 700, 0), (4, 4, 16, 0, 0),
+                                                           (8, 2, 128, 300, 44)])
+def test_fused_step_matches_rope_then_cache_write_then_attention(  # type: ignore[no-untyped-def]
+    kernels, dtype: torch.dtype, nq: int, nk: int, dim: int, pos: int, lo: int
+) -> None:
+    torch.manual_seed(pos + dim)
+    capacity = pos + 5
+    kc = torch.randn(nk, capacity, dim).to(dtype)
+    vc = torch.randn(nk, capacity, dim).to(dtype)
+    k_ref, v_ref = kc.clone(), vc.clone()
+    qkv = torch.randn((nq + 2 * nk) * dim)
+    angle = torch.rand(dim // 2) * 6.28
+    cos = torch.cat((angle.cos(), angle.cos()))
+    sin = torch.cat((-angle.sin(), angle.sin()))
+    scale = dim**-0.5
+
+    got = kernels.rope_attention(qkv, cos, sin, kc, vc, pos, lo, scale, nq)
+
+    q, k, v = torch.split(qkv, [nq * dim, nk * dim, nk * dim])
+    q = _rope_half(q.view(nq, dim), cos, sin) * scale
+    k_ref[:, pos] = _rope_half(k.view(nk, dim), cos, sin).to(dtype)  # torch's rounding to bf16
+    v_ref[:, pos] = v.view(nk, dim).to(dtype)
+    # The written row: values exactly, keys within the rounding of the compute dtype (fused multiply-adds
+    # round once where torch's separate multiply and add round twice).
+    assert torch.equal(vc, v_ref)
+    torch.testing.assert_close(kc.float(), k_ref.float(), rtol=1e-5 if dtype == torch.float32 else 8e-3,
+                               atol=1e-6 if dtype == torch.float32 else 1e-2)
+    want = _reference(q.view(nk, nq // nk, dim), k_ref[:, lo:], v_ref[:, lo:], pos - lo + 1)
+    torch.testing.assert_close(got, want.reshape(-1), rtol=2e-5, atol=2e-5)
+
+
+def test_fused_step_refuses_a_position_outside_the_cache(kernels) -> None:  # type: ignore[no-untyped-def]
+    kc = torch.zeros(2, 10, 8)
+    with pytest.raises(RuntimeError, match="outside the cache"):
+        kernels.rope_attention(torch.zeros(6 * 8), torch.ones(8), torch.zeros(8), kc, kc.clone(), 10, 0,
+                               1.0, 2)
 
 
 def test_the_build_targets_the_isa_torch_may_use() -> None:

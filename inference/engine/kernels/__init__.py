@@ -18,22 +18,34 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from corral.inference.engine.cpu import CpuFeatures, cpu_features
 
-__all__ = ["DecodeAttention", "decode_attention_kernel", "isa_level"]
+__all__ = ["DecodeAttention", "DecodeKernels", "RopeAttention", "decode_attention_kernel", "isa_level"]
 
 log = logging.getLogger(__name__)
 
 DecodeAttention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 """``(q [K, G, D] fp32 pre-scaled, k [K, C, D], v [K, C, D], length) -> [K, G, D] fp32``."""
+RopeAttention = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, int, float, int], torch.Tensor
+]
+"""``(qkv [(Q + 2K) * D] fp32, cos [D], sin [D], k [K, C, D], v [K, C, D], pos, lo, scale, Q)
+-> [Q * D] fp32``: RoPE ("half" layout), the cache write at ``pos`` and attention over ``[lo, pos]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeKernels:
+    attention: DecodeAttention
+    rope_attention: RopeAttention
 
 _SOURCE = Path(__file__).with_name("decode_attention.cpp")
 _LOCK = threading.Lock()
-_LOADED: dict[str, DecodeAttention | None] = {}
+_LOADED: dict[str, DecodeKernels | None] = {}
 
 
 def isa_level(features: CpuFeatures) -> str:
@@ -58,8 +70,8 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
 
 
-def decode_attention_kernel(features: CpuFeatures | None = None) -> DecodeAttention | None:
-    """The compiled decode-attention kernel for this CPU, or None (with the reason logged once) when it
+def decode_attention_kernel(features: CpuFeatures | None = None) -> DecodeKernels | None:
+    """The compiled decode kernels for this CPU, or None (with the reason logged once) when they
     cannot be built here. Thread-safe; builds at most once per process."""
     level = isa_level(features or cpu_features())
     with _LOCK:
@@ -69,7 +81,7 @@ def decode_attention_kernel(features: CpuFeatures | None = None) -> DecodeAttent
         return _LOADED[level]
 
 
-def _build(level: str) -> DecodeAttention | None:
+def _build(level: str) -> DecodeKernels | None:
     flags = _flags(level)
     digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join(flags).encode()
                             + torch.__version__.encode()).hexdigest()[:10]
@@ -86,5 +98,4 @@ def _build(level: str) -> DecodeAttention | None:
         log.warning("decode-attention kernel unavailable (%s: %s); using torch's attention",
                     type(exc).__name__, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "")
         return None
-    kernel: DecodeAttention = module.decode_attention
-    return kernel
+    return DecodeKernels(module.decode_attention, module.decode_rope_attention)

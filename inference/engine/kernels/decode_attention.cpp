@@ -184,6 +184,87 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
   return out;
 }
 
+namespace {
+
+// fp32 -> bf16 with round-to-nearest-even, as torch's .to(torch.bfloat16) rounds (NaN kept a NaN).
+inline uint16_t to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+inline void store(float* dst, float x) { *dst = x; }
+inline void store(uint16_t* dst, float x) { *dst = to_bf16(x); }
+
+// RoPE in the "half" layout: out[d] = x[d] * cos[d] + x[(d + D/2) % D] * sin[d], the rotation's sign
+// folded into the sin table.
+inline void rope_half(const float* x, const float* cos, const float* sin, int dim, float scale,
+                      float* out) {
+  const int half = dim / 2;
+  for (int d = 0; d < half; ++d) out[d] = (x[d] * cos[d] + x[d + half] * sin[d]) * scale;
+  for (int d = half; d < dim; ++d) out[d] = (x[d] * cos[d] + x[d - half] * sin[d]) * scale;
+}
+
+template <typename T>
+void write_kv(const float* k, const float* v, const float* cos, const float* sin, int64_t heads,
+              int dim, T* kc, T* vc, int64_t head_stride, int64_t pos) {
+  alignas(64) float row[kMaxHeadDim];
+  for (int64_t h = 0; h < heads; ++h) {
+    rope_half(k + h * dim, cos, sin, dim, 1.f, row);
+    T* kd = kc + h * head_stride + pos * dim;
+    T* vd = vc + h * head_stride + pos * dim;
+    for (int d = 0; d < dim; ++d) store(kd + d, row[d]);
+    for (int d = 0; d < dim; ++d) store(vd + d, v[h * dim + d]);
+  }
+}
+
+}  // namespace
+
+// One decode step of a layer whose heads use RoPE ("half" layout) and no q/k norms, from the fused
+// projection of one token: rotates q and k, writes k and v into the cache at `pos`, and attends the
+// rows [lo, pos]. qkv: [(nq + 2 * K) * D] fp32; cos, sin: [D] fp32; k, v: the layer's cache [K, C, D]
+// (fp32 or bf16). Returns [nq * D] fp32. Replaces a dozen small tensor operations per layer.
+torch::Tensor decode_rope_attention(torch::Tensor qkv, torch::Tensor cos, torch::Tensor sin,
+                                    torch::Tensor k, torch::Tensor v, int64_t pos, int64_t lo,
+                                    double scale, int64_t num_heads) {
+  TORCH_CHECK(qkv.scalar_type() == torch::kFloat32 && qkv.is_contiguous(), "qkv must be contiguous fp32");
+  TORCH_CHECK(cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 &&
+                  cos.is_contiguous() && sin.is_contiguous(), "cos and sin must be contiguous fp32");
+  TORCH_CHECK(k.dim() == 3 && v.dim() == 3 && k.scalar_type() == v.scalar_type(), "bad cache");
+  const int64_t heads = k.size(0), dim = k.size(2);
+  TORCH_CHECK(dim % 2 == 0 && dim <= kMaxHeadDim, "head size must be even and at most 256");
+  TORCH_CHECK(num_heads % heads == 0 && num_heads / heads <= kMaxGroup, "bad query head count");
+  TORCH_CHECK(qkv.numel() == (num_heads + 2 * heads) * dim, "qkv has the wrong size");
+  TORCH_CHECK(cos.numel() == dim && sin.numel() == dim, "cos and sin must hold one position");
+  TORCH_CHECK(pos >= 0 && pos < k.size(1) && lo >= 0 && lo <= pos, "position outside the cache");
+  TORCH_CHECK(k.stride(2) == 1 && k.stride(1) == dim && v.stride(2) == 1 && v.stride(1) == dim &&
+                  k.stride(0) == v.stride(0), "cache rows must be contiguous with equal head strides");
+  const float* x = qkv.data_ptr<float>();
+  const float* c = cos.data_ptr<float>();
+  const float* sn = sin.data_ptr<float>();
+  auto q = torch::empty({heads, num_heads / heads, dim}, qkv.options());
+  float* qp = q.data_ptr<float>();
+  for (int64_t h = 0; h < num_heads; ++h)
+    rope_half(x + h * dim, c, sn, static_cast<int>(dim), static_cast<float>(scale), qp + h * dim);
+  const float* kx = x + num_heads * dim;
+  const float* vx = kx + heads * dim;
+  if (k.scalar_type() == torch::kBFloat16) {
+    write_kv(kx, vx, c, sn, heads, static_cast<int>(dim), reinterpret_cast<uint16_t*>(k.data_ptr()),
+             reinterpret_cast<uint16_t*>(v.data_ptr()), k.stride(0), pos);
+  } else {
+    TORCH_CHECK(k.scalar_type() == torch::kFloat32, "the cache must be fp32 or bf16");
+    write_kv(kx, vx, c, sn, heads, static_cast<int>(dim), k.data_ptr<float>(), v.data_ptr<float>(),
+             k.stride(0), pos);
+  }
+  auto window_k = k.narrow(1, lo, k.size(1) - lo);
+  auto window_v = v.narrow(1, lo, v.size(1) - lo);
+  return decode_attention(q, window_k, window_v, pos - lo + 1).view({num_heads * dim});
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_attention", &decode_attention, "grouped-query decode attention over a KV cache");
+  m.def("decode_rope_attention", &decode_rope_attention,
+        "RoPE, cache write and decode attention for one token of one layer");
 }
