@@ -33,6 +33,7 @@ def server_env(
         "CORRAL_CHROMA_PORT": str(chroma_server),
         # A queue of this test's own, so nothing else on the broker takes or leaves its messages.
         "CORRAL_INGEST_QUEUE": f"ingest-test-{uuid.uuid4().hex[:8]}",
+        "CORRAL_AGENT_QUEUE": f"agent-test-{uuid.uuid4().hex[:8]}",
         "CORRAL_INGEST_ALLOWED_ROOTS": f'["{corral_env.parent}"]',  # tmp_path: paths over the API
     }
     for key, value in values.items():
