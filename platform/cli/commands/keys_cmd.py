@@ -72,7 +72,11 @@ def list_cmd(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("id", "prefix", "workspace", "name", "scopes", "expires", "last used", "revoked")
+    table = Table("id")
+    # The prefix is what `corral keys revoke` takes: never wrapped or cut, however narrow the terminal.
+    table.add_column("prefix", no_wrap=True, min_width=len("crl_00000000"))
+    for title in ("workspace", "name", "scopes", "expires", "last used", "revoked"):
+        table.add_column(title)
     for r in rows:
         table.add_row(str(r["id"]), r["prefix"], r["workspace"], r["name"], ",".join(r["scopes"]),
                       r["expires_at"] or "-", r["last_used_at"] or "-", r["revoked_at"] or "-")
