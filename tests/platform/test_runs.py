@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,68 @@ def test_a_run_on_a_separate_agent_worker(agent_worker: Path, tmp_path: Path,
     while len(done.findall(agent_worker.read_text())) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(done.findall(agent_worker.read_text())) == 2, agent_worker.read_text()
+
+
+def test_a_slow_synchronous_ask_answers_202_with_the_run_to_follow(
+    long_answers: None, monkeypatch: pytest.MonkeyPatch, client: httpx.Client, tmp_path: Path
+) -> None:
+    _ingest(client, tmp_path)
+    monkeypatch.setenv("CORRAL_ASK_TIMEOUT_S", "0.05")
+    from corral.core.config import get_settings
+
+    get_settings.cache_clear()
+    slow = client.post("/v1/corpora/kb/ask", json={"question": "Describe the deploy policy."})
+    assert slow.status_code == 202, slow.text
+    body = slow.json()
+    assert body["state"] == "running" and body["events_url"] == f"/v1/runs/{body['run_id']}/events"
+    events = _follow(client, body["events_url"])  # the run goes on: its answer is read here
+    assert events[-1]["event"] == "final" and events[-1]["data"]["state"] == "succeeded"
+
+
+def test_stuck_runs_do_not_stay_stuck(corral_env: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from corral.core.db import RunEvent, RunState, session_scope
+    from corral.core.db.migrate import ensure_schema
+    from corral.core.services import get_or_create_corpus
+    from corral.core.services.runs import claim_run, create_run, fail_stale_runs, get_run
+
+    ensure_schema()
+    with session_scope() as session:
+        corpus = get_or_create_corpus(session, "kb")
+        lost = create_run(session, corpus, "a worker died running me", {}).id
+        old = create_run(session, corpus, "my message was lost", {}).id
+        fresh = create_run(session, corpus, "still running", {}).id
+        for run_id in (lost, old, fresh):
+            assert claim_run(session, run_id) is not None
+        assert claim_run(session, fresh) is None  # running elsewhere: not run twice
+        get_run(session, old).started_at = datetime.now(UTC) - timedelta(hours=2)
+    with session_scope() as session:
+        # The broker redelivers the run of a worker lost mid-run: it cannot resume half-generated.
+        assert claim_run(session, lost, redelivered=True) is None
+        assert fail_stale_runs(session, older_than_s=3600) == [old]
+    with session_scope() as session:
+        assert get_run(session, lost).state is RunState.FAILED
+        assert "agent worker running it stopped" in (get_run(session, lost).error or "")
+        assert get_run(session, old).state is RunState.FAILED
+        assert get_run(session, fresh).state is RunState.RUNNING
+        finals = session.query(RunEvent).filter_by(kind="final").all()
+        assert sorted(e.run_id for e in finals) == sorted([lost, old])
+
+
+def test_concurrent_first_asks_load_the_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.platform import composition
+
+    loads: list[int] = []
+
+    def slow_load() -> object:
+        loads.append(1)
+        time.sleep(0.2)
+        return object()
+
+    once = composition._LoadedOnce(slow_load)
+    with ThreadPoolExecutor(8) as pool:
+        models = list(pool.map(lambda _: once(), range(8)))
+    assert len(loads) == 1 and all(m is models[0] for m in models)
+    once.cache_clear()
+    assert once() is not models[0] and len(loads) == 2
