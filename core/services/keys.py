@@ -85,6 +85,8 @@ def create_key(
     name = name.strip()
     if not 1 <= len(name) <= 128:
         raise InvalidInputError("a key's name must be 1-128 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidInputError("a key's name must not contain control characters")
     expires_at = _aware(expires_at)
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise InvalidInputError("expires_at must be in the future")

@@ -296,6 +296,24 @@ def test_cli_keys_create_list_revoke(corral_env: Path) -> None:
     assert json.loads(cli("keys", "list", "--json", "--workspace", "team"))[0]["revoked_at"]
 
 
+def test_key_names_are_text_not_markup_or_control_codes(
+    corral_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.platform.cli.commands import keys_cmd
+
+    with closed_client("0.0.0.0") as c:
+        admin = bearer(issue_key("admin"))
+        for name in ("[/]", "[b]boss[/]", "[link=http://evil.example]x[/link]"):
+            made = c.post("/v1/keys", headers=admin, json={"name": name, "scopes": ["read"]})
+            assert made.status_code == 201, made.text
+        for name in ("\x1b[31mred", "a\nb", "bell\x07"):
+            r = c.post("/v1/keys", headers=admin, json={"name": name, "scopes": ["read"]})
+            assert r.status_code == 400 and "control characters" in r.json()["error"]["message"]
+    monkeypatch.setattr(keys_cmd.console, "width", 250)  # whole cells, whatever the terminal
+    table = cli("keys", "list")  # a name that is bad markup used to crash it
+    assert "[/]" in table and "[b]boss[/]" in table
+
+
 def test_cli_refuses_unknown_scopes_and_keys(corral_env: Path) -> None:
     from corral.platform.cli.app import app
 

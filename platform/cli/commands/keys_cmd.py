@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from corral.core.db import ApiKey, session_scope
@@ -78,7 +79,8 @@ def list_cmd(
     for title in ("workspace", "name", "scopes", "expires", "last used", "revoked"):
         table.add_column(title)
     for r in rows:
-        table.add_row(str(r["id"]), r["prefix"], r["workspace"], r["name"], ",".join(r["scopes"]),
+        # Names come from API callers: shown as text, never read as console markup.
+        table.add_row(str(r["id"]), r["prefix"], r["workspace"], escape(r["name"]), ",".join(r["scopes"]),
                       r["expires_at"] or "-", r["last_used_at"] or "-", r["revoked_at"] or "-")
     console.print(table)
 
