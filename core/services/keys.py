@@ -132,7 +132,7 @@ def list_keys(session: Session, workspace_id: int | None = None) -> list[ApiKey]
 def get_key(session: Session, ident: str, workspace_id: int | None = None) -> ApiKey:
     """A key by id or prefix (``crl_ab12cd34``), within ``workspace_id`` when given."""
     query = select(ApiKey)
-    if ident.isdigit() and len(ident) < 12:
+    if ident.isascii() and ident.isdigit() and len(ident) < 12:  # not "²", which isdigit() too
         query = query.where(ApiKey.id == int(ident))
     else:
         query = query.where(ApiKey.prefix == ident[:16])

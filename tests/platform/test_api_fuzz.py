@@ -31,7 +31,7 @@ from schemathesis.checks import (
 )
 
 from corral.platform.api.app import create_app
-from tests.conftest import bearer, clear_caches, issue_key
+from tests.conftest import bearer, clear_caches, issue_key, wait_for_job
 
 BASE = "http://127.0.0.1"
 MAX_EXAMPLES = 25
@@ -74,12 +74,13 @@ def send(client: TestClient, case: Case, headers: dict[str, str]) -> Any:
 
 
 def fuzz(operation: APIOperation, client: TestClient, headers: Callable[[], dict[str, str]],
-         examples: int, extra: Check | None = None) -> list[str]:
+         examples: int, extra: Check | None = None,
+         path_parameters: dict[str, str] | None = None) -> list[str]:
     """Fuzz one operation with valid and invalid data; returns the failures as text."""
     failures: list[str] = []
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         try:
-            _fuzz_mode(operation, mode, client, headers(), examples, extra)
+            _fuzz_mode(operation, mode, client, headers(), examples, extra, path_parameters)
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE, f"{operation.label}: no valid request generated"
             # Nothing in this operation can be made invalid (e.g. one free-form path parameter).
@@ -95,8 +96,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def _fuzz_mode(operation: APIOperation, mode: GenerationMode, client: TestClient,
-               sent: dict[str, str], examples: int, extra: Check | None) -> None:
-    @given(case=operation.as_strategy(generation_mode=mode))
+               sent: dict[str, str], examples: int, extra: Check | None,
+               path_parameters: dict[str, str] | None = None) -> None:
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
     @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck),
               phases=[Phase.explicit, Phase.generate, Phase.shrink])
@@ -118,9 +120,11 @@ def _fuzz_mode(operation: APIOperation, mode: GenerationMode, client: TestClient
 def fuzz_env(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Fuzzed ingest requests must not index the machine, nor wait on a git server.
     allowed = tmp_path / "ingest-root"
-    allowed.mkdir()
+    (allowed / "docs").mkdir(parents=True)
+    (allowed / "docs" / "honey.md").write_text("# Honey\n\nBees make honey from nectar.\n")
     monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", json.dumps([str(allowed)]))
     monkeypatch.setenv("CORRAL_GIT_TIMEOUT_S", "5")
+    monkeypatch.setenv("CORRAL_WEBHOOK_ALLOWED_HOSTS", '["127.0.0.1"]')
     clear_caches()
     return corral_env
 
@@ -154,6 +158,58 @@ def test_fuzz_with_an_admin_key(api: tuple[FastAPI, TestClient]) -> None:
         if operation.method.upper() == "GET" and "{" not in operation.path:
             seen = STATUSES[(operation.label, GenerationMode.POSITIVE)]
             assert any(200 <= s < 300 for s in seen), (operation.label, seen)
+
+
+def _existing(client: TestClient, admin: dict[str, str], root: Path) -> dict[str, str]:
+    """Real resources to fuzz against, by the path segment and parameter that name them."""
+    accepted = client.post("/v1/corpora/docs/ingest", json={"path": str(root / "docs")}, headers=admin)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    client.headers.update(admin)
+    try:
+        assert wait_for_job(client, job_id)["state"] == "succeeded"
+    finally:
+        client.headers.pop("Authorization", None)
+    found = {"corpora/{name}": "docs", "jobs/{job_id}": job_id}
+    run = client.post("/v1/corpora/docs/runs", json={"question": "What do bees make?"}, headers=admin)
+    if run.status_code == 202:
+        found["runs/{run_id}"] = run.json()["run_id"]
+    key = client.post("/v1/keys", json={"name": "to be fuzzed", "scopes": ["read"]}, headers=admin)
+    found["keys/{key_id}"] = str(key.json()["id"])
+    hook = client.post("/v1/webhooks", headers=admin,
+                       json={"url": "http://127.0.0.1:9/hook", "events": ["job.finished"]})
+    if hook.status_code == 201:
+        found["webhooks/{webhook_id}"] = str(hook.json()["id"])
+    return found
+
+
+def test_fuzz_existing_resources(api: tuple[FastAPI, TestClient], fuzz_env: Path) -> None:
+    """Bodies and queries fuzzed against resources that exist (a corpus, a job, a run, a key, a
+    webhook), so the routes get past their lookups; operations naming something else are covered
+    by the random-path fuzzing above."""
+    app, client = api
+    admin = bearer(issue_key("admin", name="fuzz existing"))
+    known = _existing(client, admin, fuzz_env.parent / "ingest-root")
+    failures: list[str] = []
+    fuzzed = 0
+    for operation in fuzzed_operations(app):
+        if operation.path.endswith("/events"):
+            continue  # a stream of a live resource; see test_event_streams_answer_...
+        names = [p.name for p in operation.path_parameters]
+        keys = {n: _param_key(operation.path, n) for n in names}
+        if not names or not all(k in known for k in keys.values()):
+            continue
+        fuzzed += 1
+        failures += fuzz(operation, client, lambda: admin, 10,
+                         path_parameters={n: known[k] for n, k in keys.items()})
+    assert not failures, "\n\n".join(failures)
+    assert fuzzed >= 5, "too few operations matched the existing resources"
+
+
+def _param_key(path: str, param: str) -> str:
+    parts = path.strip("/").split("/")
+    i = parts.index("{" + param + "}")
+    return f"{parts[i - 1] if i else ''}/{{{param}}}"
 
 
 def test_fuzz_without_a_key(closed_api: tuple[FastAPI, TestClient]) -> None:

@@ -169,7 +169,8 @@ def test_keys_endpoints_show_the_secret_once(corral_env: Path) -> None:
         assert_aware_timestamps(revoked.json())
         assert_unauthenticated(c.get("/v1/corpora", headers=bearer(secret)), WRONG_KEY)
         assert c.delete(f"/v1/keys/{prefix}", headers=admin).status_code == 200  # idempotent, by prefix
-        assert c.delete("/v1/keys/999999", headers=admin).status_code == 404
+        for missing in ("999999", "\u00b2", "0" * 40, "crl_zzzzzzzz"):  # "²" passes str.isdigit()
+            assert c.delete(f"/v1/keys/{missing}", headers=admin).status_code == 404, missing
 
 
 def test_workspace_endpoints_and_their_timestamps(corral_env: Path) -> None:
