@@ -30,7 +30,7 @@ from corral.agents.executor import Step
 from corral.core.errors import CorralError
 from corral.core.services.runs import append_event, cancel_requested
 
-__all__ = ["Progress", "RunCancelled", "RunEvents", "progress_of"]
+__all__ = ["Progress", "RunCancelled", "RunEvents", "TokenCallback", "progress_of"]
 
 
 class RunCancelled(CorralError):
@@ -59,7 +59,7 @@ class Progress:
         return []
 
 
-class _Tokens(BaseCallbackHandler):
+class TokenCallback(BaseCallbackHandler):
     """Forwards a streamed model call's tokens; raises (``raise_error``) to stop the decoding."""
 
     raise_error = True
@@ -128,7 +128,7 @@ class RunEvents(Progress):
             self._write(self._held())
 
     def callbacks(self, call: str) -> list[BaseCallbackHandler]:
-        return [_Tokens(self, call)]
+        return [TokenCallback(self, call)]
 
     # -- internals (under the lock) ----------------------------------------------------------------
     def _held(self) -> list[tuple[str, dict[str, Any]]]:

@@ -26,5 +26,7 @@ def remote_chat_model(base_url: str, model: str, api_key: str | None, *, max_tok
     return ChatOpenAI(
         base_url=base_url, model=model, api_key=SecretStr(api_key or "not-needed"),
         max_completion_tokens=max_tokens, temperature=0.0, timeout=timeout_s, max_retries=1,
+        # A streamed answer (a run reporting its tokens) still reports its usage at the end.
+        stream_usage=True,
         profile={"max_input_tokens": context_window}, custom_get_token_ids=token_ids,
     )

@@ -36,7 +36,11 @@ def _engine_for(url: str) -> Engine:
         engine = _ENGINES.get(url)
         if engine is None:
             if url.startswith("sqlite"):
-                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                # One embedded process runs many runs, jobs and event streams at once, and a run holds a
+                # connection while it plans (embedding the question, searching): SQLite connections are
+                # cheap, so the pool is not what makes them wait.
+                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                       pool_size=20, max_overflow=80)
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True)

@@ -448,3 +448,39 @@ def test_concurrent_first_asks_load_the_model_once(monkeypatch: pytest.MonkeyPat
     assert len(loads) == 1 and all(m is models[0] for m in models)
     once.cache_clear()
     assert once() is not models[0] and len(loads) == 2
+
+
+def test_a_streamed_answer_is_the_answer_in_process_and_over_http(corral_env: Path) -> None:
+    """The tokens a run reports are the answer, once each, whichever chat backend writes it."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    from corral.agents.ask.generate import generate
+    from corral.agents.ask.progress import Progress, TokenCallback
+    from corral.agents.backends import remote_chat_model
+    from corral.platform.composition import get_chat, get_chat_model
+    from tests.inference.test_server import serving
+
+    class Tokens(Progress):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def token(self, text: str, call: str) -> None:
+            self.seen.append(text)
+
+        def callbacks(self, call: str) -> list[BaseCallbackHandler]:
+            return [TokenCallback(self, call)]
+
+    messages = [{"role": "user", "content": "hi"}]  # the tiny random model answers it in words
+    in_process = get_chat()
+    with serving({"tiny": get_chat_model()}) as url:
+        over_http = remote_chat_model(f"{url}/v1", "tiny", None, max_tokens=12, context_window=2048,
+                                      token_ids=lambda t: [0] * len(t))
+        for chat in (in_process, over_http):
+            whole = generate(chat, messages, 12)
+            progress = Tokens()
+            streamed = generate(chat, messages, 12, callbacks=progress.callbacks("answer"))
+            assert streamed.text == whole.text and streamed.finish_reason == whole.finish_reason
+            assert "".join(progress.seen).strip() == streamed.text
+            assert 1 <= len(progress.seen) <= streamed.completion_tokens  # each token reported once
+            assert streamed.completion_tokens == whole.completion_tokens == 12
+            assert streamed.prompt_tokens == whole.prompt_tokens > 0  # the usage report, streamed too

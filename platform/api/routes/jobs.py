@@ -109,9 +109,10 @@ async def _follow_job(job_id: str, workspace_id: int, first: dict[str, Any]
 
 
 @router.get("/{job_id}/events")
-async def job_events(job_id: str, caller: ReadCaller) -> EventSourceResponse:
+async def job_events(job_id: str, caller: ReadCaller, session: SessionDep) -> EventSourceResponse:
     """The job's progress as Server-Sent Events: a ``progress`` event (state, phase, done, total,
     failed, skipped, per-document item counts) whenever it changes, then one ``final`` with the
     result. A client that disconnects does not affect the job."""
+    await run_in_threadpool(session.commit)  # hold no pooled connection while the stream lasts
     first = await run_in_threadpool(_snapshot, job_id, caller.workspace_id)
     return EventSourceResponse(_follow_job(job_id, caller.workspace_id, first), ping=15)

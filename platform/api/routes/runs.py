@@ -133,11 +133,14 @@ def _start(after: int | None, last_event_id: str | None) -> int:
 
 @router.get("/runs/{run_id}/events")
 async def run_events(
-    run_id: str, caller: ReadCaller,
+    run_id: str, caller: ReadCaller, session: SessionDep,
     after: Annotated[int | None, Query(ge=0, description="Replay the events after this seq")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
 ) -> EventSourceResponse:
     """The run's events as Server-Sent Events (``event``: state, decision, step, token, final; ``id``:
     the seq to resume from), replayed and then followed until ``final``."""
+    # The request's session would be held for as long as the stream lasts: end it now, so that many
+    # followers do not hold as many pooled connections (each poll opens its own, briefly).
+    await run_in_threadpool(session.commit)
     await run_in_threadpool(_check, run_id, caller.workspace_id)
     return EventSourceResponse(_follow(run_id, _start(after, last_event_id)), ping=15)
