@@ -157,7 +157,14 @@ def is_server_path(spec: SourceSpec) -> bool:
     or a path). Over the API only admin keys may name one, and only under the allowed roots."""
     if isinstance(spec, PathSpec):
         return True
-    return isinstance(spec, GitSpec) and remote_host(spec.url) is None
+    if not isinstance(spec, GitSpec):
+        return False
+    if remote_host(spec.url) is None:
+        return True
+    try:  # "host:path" names a local folder when one of that name exists (as git reads it)
+        return "://" not in spec.url and Path(spec.url).exists()
+    except (OSError, ValueError):
+        return True
 
 
 def check_spec(

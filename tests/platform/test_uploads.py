@@ -157,3 +157,18 @@ def test_uploads_need_the_ingest_scope_and_wait_for_a_running_ingest(
     error = r.json()["error"]
     assert error["job_id"] == busy and busy in error["message"] and error["type"] == "conflict"
     assert _uploads(corral_env) == []
+
+
+def test_a_cancelled_upload_leaves_neither_files_nor_an_empty_corpus(
+    client: TestClient, corral_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.ingestion import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "hand_off", lambda job_id: None)  # stays queued
+    r = client.post("/v1/corpora/brief/documents", files={"f": ("a.md", b"# A\n")})
+    assert r.status_code == 202 and len(_uploads(corral_env)) == 1
+    cancelled = client.post(f"/v1/jobs/{r.json()['job_id']}/cancel").json()
+    assert cancelled["state"] == "cancelled" and cancelled["error"] == "cancelled before it started"
+    assert _uploads(corral_env) == []
+    assert client.get("/v1/corpora").json()["items"] == []
+    assert client.get(f"/v1/jobs/{r.json()['job_id']}").json()["corpus"] == "brief"
