@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +146,38 @@ def closed_api(fuzz_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
         yield app, client
 
 
+def _naive_timestamps(value: Any, where: str = "") -> list[str]:
+    """Timestamp fields (``*_at``, ``at``) in ``value`` that lack a time zone."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (k == "at" or k.endswith("_at")) and isinstance(v, str):
+                try:
+                    if datetime.fromisoformat(v).tzinfo is None:
+                        found.append(f"{where}.{k}={v}")
+                except ValueError:
+                    found.append(f"{where}.{k}={v} (not ISO 8601)")
+            found += _naive_timestamps(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _naive_timestamps(v, f"{where}[{i}]")
+    return found
+
+
+def timestamps_carry_a_zone(_case: Case, response: Any, _mode: GenerationMode) -> None:
+    if response.content and response.headers.get("content-type", "").startswith("application/json"):
+        naive = _naive_timestamps(response.json())
+        assert not naive, f"timestamps without a time zone: {naive}"
+
+
 def test_fuzz_with_an_admin_key(api: tuple[FastAPI, TestClient]) -> None:
     app, client = api
     failures: list[str] = []
     for operation in fuzzed_operations(app):
         key = issue_key("admin", name=f"fuzz {operation.label}"[:120])  # fresh: earlier ops may revoke
 
-        failures += fuzz(operation, client, lambda key=key: bearer(key), MAX_EXAMPLES)  # type: ignore[misc]
+        failures += fuzz(operation, client, lambda key=key: bearer(key), MAX_EXAMPLES,  # type: ignore[misc]
+                         timestamps_carry_a_zone)
     assert not failures, "\n\n".join(failures)
     # The key worked: every plain GET (a list, the workspace) answered 2xx to valid requests.
     for operation in fuzzed_operations(app):
@@ -200,7 +226,7 @@ def test_fuzz_existing_resources(api: tuple[FastAPI, TestClient], fuzz_env: Path
         if not names or not all(k in known for k in keys.values()):
             continue
         fuzzed += 1
-        failures += fuzz(operation, client, lambda: admin, 10,
+        failures += fuzz(operation, client, lambda: admin, 10, timestamps_carry_a_zone,
                          path_parameters={n: known[k] for n, k in keys.items()})
     assert not failures, "\n\n".join(failures)
     assert fuzzed >= 5, "too few operations matched the existing resources"
