@@ -139,15 +139,15 @@ def transformer_from_hf(model: Any, weights: WeightFormat, *, native_kernels: bo
         lm_head=Linear(_cast(lm_head, dtype)),
         layers=layers,
     )
+    kernel = decode_attention_kernel() if native_kernels else None
     for lin in converted.linears():
         if weights == "int8":
             lin.quantize_int8()
         elif weights == "bf16":
-            lin.store_bf16()
+            lin.store_bf16(kernel.linear_bf16 if kernel is not None else None)
         elif weights == "bf16-packed":
             lin.pack()
     inv_freq, scaling = rope_inv_freq(model.config, spec)
-    kernel = decode_attention_kernel() if native_kernels else None
     kv_dtype = torch.bfloat16 if kernel is not None and weights in ("bf16", "int8") else dtype
     return Transformer(spec, converted, inv_freq, scaling, dtype, kv_dtype=kv_dtype, decode_kernel=kernel)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from corral.inference.engine.kernels import DecodeKernels
+from corral.inference.engine.kernels import BF16Linear, DecodeKernels
 from corral.inference.engine.kv_cache import KVCache
 from corral.inference.engine.spec import LayerSpec, ModelSpec, MoESpec
 from corral.inference.errors import ContextOverflowError
@@ -55,7 +55,7 @@ class Linear:
       torch's weight-only ``_weight_int8pack_mm``, many-row calls dequantised like bf16.
     """
 
-    __slots__ = ("bias", "out_features", "packed", "scales", "stored", "weight", "weight_bytes")
+    __slots__ = ("bias", "gemv", "out_features", "packed", "scales", "stored", "weight", "weight_bytes")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.weight: torch.Tensor | None = weight.contiguous()
@@ -64,14 +64,19 @@ class Linear:
         self.weight_bytes = weight.numel() * weight.element_size()
         self.packed: torch.Tensor | None = None
         self.stored: torch.Tensor | None = None  # bf16 or int8 weight under fp32 compute
+        # The native few-row bf16 linear (kernels/), when built: fp32 products and sums, fp32 out.
+        self.gemv: BF16Linear | None = None
         self.scales: torch.Tensor | None = None  # int8: per output channel
 
-    def store_bf16(self) -> None:
+    def store_bf16(self, gemv: BF16Linear | None = None) -> None:
         if self.weight is None:
             return
         self.stored = self.weight.to(torch.bfloat16).contiguous()
         self.weight_bytes = self.stored.numel() * 2
         self.weight = None
+        self.gemv = gemv
+        if self.bias is not None:
+            self.bias = self.bias.float().contiguous()
 
     def quantize_int8(self) -> None:
         if self.weight is None:
@@ -103,6 +108,8 @@ class Linear:
         assert self.stored is not None
         if not few:
             return F.linear(x, self.dequantized(), self.bias)
+        if self.scales is None and self.gemv is not None:
+            return self.gemv(x.contiguous(), self.stored, self.bias)
         if self.scales is None:
             y = F.linear(x.to(torch.bfloat16), self.stored).float()
         else:
@@ -133,9 +140,9 @@ class ExpertBank:
     def __init__(self, weight: torch.Tensor) -> None:
         self.linears = [Linear(weight[e]) for e in range(weight.shape[0])]
 
-    def store_bf16(self) -> None:
+    def store_bf16(self, gemv: BF16Linear | None = None) -> None:
         for lin in self.linears:
-            lin.store_bf16()
+            lin.store_bf16(gemv)
 
     def quantize_int8(self) -> None:
         for lin in self.linears:
@@ -306,7 +313,7 @@ class Transformer:
         cos, sin = self._rope_slice(start, start + t)
         for i, (ls, lw) in enumerate(zip(s.layers, w.layers, strict=True)):
             h = self._attention(
-                F.rms_norm(x, (s.hidden_size,), lw.attn_norm, s.rms_eps), ls, lw, cache, i, start, cos, sin
+                self._norm(x, lw.attn_norm), ls, lw, cache, i, start, cos, sin
             )
             x = x + h if s.residual_multiplier == 1.0 else x + h * s.residual_multiplier
             x = self._feed_forward(x, i, ls, lw)
@@ -332,7 +339,7 @@ class Transformer:
             x = x * s.embedding_multiplier
         tables = [self._rope_slice(p, p + 1) for p in starts]
         for i, (ls, lw) in enumerate(zip(s.layers, w.layers, strict=True)):
-            qkv = lw.qkv(F.rms_norm(x, (s.hidden_size,), lw.attn_norm, s.rms_eps))  # [B, 1, (Q + 2K) * D]
+            qkv = lw.qkv(self._norm(x, lw.attn_norm))  # [B, 1, (Q + 2K) * D]
             heads = [
                 self._attend(qkv[r : r + 1], ls, lw, caches[r], i, starts[r], *tables[r]) for r in range(b)
             ]
@@ -347,7 +354,7 @@ class Transformer:
         """``x + mlp(norm(x))`` over ``[B, T, H]``: the tokens of every row go through the MLP together."""
         s = self.spec
         shape = x.shape
-        hn = F.rms_norm(x, (s.hidden_size,), lw.ffn_norm, s.rms_eps).view(-1, s.hidden_size)
+        hn = self._norm(x, lw.ffn_norm).view(-1, s.hidden_size)
         if isinstance(lw.mlp, DenseWeights):
             m = self._dense(hn, lw.mlp)
         else:
@@ -358,7 +365,7 @@ class Transformer:
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         s, w = self.spec, self.weights
-        x = F.rms_norm(x, (s.hidden_size,), w.norm, s.rms_eps)
+        x = self._norm(x, w.norm)
         logits = w.lm_head(x).view(-1, s.vocab_size)
         if s.logits_divisor != 1.0:
             logits = logits / s.logits_divisor
@@ -519,8 +526,24 @@ class Transformer:
         return torch.stack((x0 * c - x1 * sn, x0 * sn + x1 * c), dim=-1).flatten(-2)
 
     def _dense(self, x: torch.Tensor, mlp: DenseWeights) -> torch.Tensor:
-        gate, up = mlp.gate_up(x).chunk(2, dim=-1)
+        gate_up = mlp.gate_up(x)
+        if self._native_small(gate_up) and self.spec.activation in ("silu", "swish"):
+            assert self.decode_kernel is not None
+            return mlp.down(self.decode_kernel.silu_mul(gate_up))
+        gate, up = gate_up.chunk(2, dim=-1)
         return mlp.down(self._act(gate) * up)
+
+    def _native_small(self, x: torch.Tensor) -> bool:
+        # Decode-sized fp32 inputs: there a native call saves more per-op overhead than it could lose.
+        return (self.decode_kernel is not None and x.dtype == torch.float32
+                and x.numel() <= _PACKED_MAX_ROWS * x.shape[-1] and x.is_contiguous())
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        s = self.spec
+        if self._native_small(x) and weight.dtype == torch.float32:
+            assert self.decode_kernel is not None
+            return self.decode_kernel.rms_norm(x, weight, s.rms_eps)
+        return F.rms_norm(x, (s.hidden_size,), weight, s.rms_eps)
 
     def _moe(self, x: torch.Tensor, spec: MoESpec, mlp: MoEWeights, layer: int) -> torch.Tensor:
         """Routed (+ shared) experts over ``x`` ``[N, H]``; counts the routing for ``expert_counts``."""

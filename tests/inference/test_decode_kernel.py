@@ -137,3 +137,43 @@ def test_the_build_targets_the_isa_torch_may_use() -> None:
     assert isa_level(CpuFeatures("AVX2", flags)) == "x86-64-v3"
     assert isa_level(CpuFeatures("DEFAULT", flags)) == "x86-64-v2"
     assert isa_level(cpu_features()) in ("x86-64-v4", "x86-64-v3", "x86-64-v2")
+
+
+@pytest.mark.parametrize("rows", [1, 3, 32])
+@pytest.mark.parametrize(("out_features", "in_features"), [(960, 576), (7, 33), (49, 1536)])
+def test_bf16_linear_keeps_fp32_products_and_sums(kernels, rows: int, out_features: int,  # type: ignore[no-untyped-def]
+                                                  in_features: int) -> None:
+    torch.manual_seed(rows + in_features)
+    x = torch.randn(1, rows, in_features)
+    w = torch.randn(out_features, in_features).to(torch.bfloat16)
+    bias = torch.randn(out_features)
+    want = x @ w.float().T + bias
+    got = kernels.linear_bf16(x, w, bias)
+    assert got.shape == (1, rows, out_features) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    # torch's bf16 GEMV rounds its output to bf16; this one does not.
+    rounded = F.linear(x.to(torch.bfloat16), w).float() + bias
+    assert (got - want).abs().max() < (rounded - want).abs().max()
+    torch.testing.assert_close(kernels.linear_bf16(x, w, None), x @ w.float().T, rtol=1e-5, atol=1e-4)
+
+
+def test_bf16_linear_refuses_what_it_cannot_take(kernels) -> None:  # type: ignore[no-untyped-def]
+    w = torch.zeros(4, 8, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="1 to 32 rows"):
+        kernels.linear_bf16(torch.zeros(33, 8), w, None)
+    with pytest.raises(RuntimeError, match="input features"):
+        kernels.linear_bf16(torch.zeros(1, 9), w, None)
+    with pytest.raises(RuntimeError, match="bf16"):
+        kernels.linear_bf16(torch.zeros(1, 8), w.float(), None)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 576), (4, 64), (1, 7)])
+def test_rms_norm_and_silu_mul_match_torch(kernels, shape: tuple[int, ...]) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(sum(shape))
+    x = torch.randn(*shape) * 3
+    w = torch.randn(shape[-1])
+    torch.testing.assert_close(kernels.rms_norm(x, w, 1e-5), F.rms_norm(x, (shape[-1],), w, 1e-5),
+                               rtol=1e-5, atol=1e-5)
+    gate_up = torch.randn(*shape[:-1], 2 * shape[-1]) * 8  # large gates: exp must not overflow
+    gate, up = gate_up.chunk(2, dim=-1)
+    torch.testing.assert_close(kernels.silu_mul(gate_up), F.silu(gate) * up, rtol=1e-5, atol=1e-5)

@@ -25,7 +25,9 @@ import torch
 
 from corral.inference.engine.cpu import CpuFeatures, cpu_features
 
-__all__ = ["DecodeAttention", "DecodeKernels", "RopeAttention", "decode_attention_kernel", "isa_level"]
+__all__ = [
+    "BF16Linear", "DecodeAttention", "DecodeKernels", "RopeAttention", "decode_attention_kernel", "isa_level",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,28 @@ RopeAttention = Callable[
 -> [Q * D] fp32``: RoPE ("half" layout), the cache write at ``pos`` and attention over ``[lo, pos]``."""
 
 
+BF16Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+"""``(x [..., in] fp32, w [out, in] bf16, bias [out] fp32 | None) -> [..., out] fp32`` for up to 32 rows:
+the weight streamed once in bf16, products and sums in fp32 (torch's bf16 GEMV rounds its output to
+bf16 and needs two casts around it)."""
+
+
+RmsNorm = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+"""``(x [..., H] fp32, w [H] fp32, eps) -> [..., H]``."""
+SiluMul = Callable[[torch.Tensor], torch.Tensor]
+"""``(gate_up [..., 2I] fp32) -> silu(gate) * up [..., I]``."""
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeKernels:
+    """The native kernels of one build. Each replaces several small tensor operations of a decode step,
+    where per-call overhead, not arithmetic, is the cost."""
+
     attention: DecodeAttention
     rope_attention: RopeAttention
+    linear_bf16: BF16Linear
+    rms_norm: RmsNorm
+    silu_mul: SiluMul
 
 _SOURCE = Path(__file__).with_name("decode_attention.cpp")
 _LOCK = threading.Lock()
@@ -98,4 +118,5 @@ def _build(level: str) -> DecodeKernels | None:
         log.warning("decode-attention kernel unavailable (%s: %s); using torch's attention",
                     type(exc).__name__, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "")
         return None
-    return DecodeKernels(module.decode_attention, module.decode_rope_attention)
+    return DecodeKernels(module.decode_attention, module.decode_rope_attention, module.linear_bf16,
+                         module.rms_norm, module.silu_mul)

@@ -29,6 +29,13 @@ union Row {
   uint32_t u[kMaxHeadDim];
 };
 
+inline float to_f32(uint16_t x) {
+  const uint32_t bits = static_cast<uint32_t>(x) << 16;
+  float out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
 // exp(x) for x <= 0 (scores minus their max), as 2^n * 2^f with a degree-6 polynomial for 2^f:
 // relative error ~2e-7, and unlike libm's expf the loop around it vectorises.
 inline float exp_nonpositive(float x) {
@@ -263,7 +270,149 @@ torch::Tensor decode_rope_attention(torch::Tensor qkv, torch::Tensor cos, torch:
   return decode_attention(q, window_k, window_v, pos - lo + 1).view({num_heads * dim});
 }
 
+namespace {
+
+constexpr int kLanes = 32;  // independent partial sums per dot product: hides the FMA latency
+constexpr int64_t kMaxRows = 32;
+
+// y[n, o] = sum_i x[n, i] * w[o, i] for output rows [o0, o1): each weight row is read once and
+// widened from bf16 in registers, for all the (few) input rows at once.
+// One input row: the common decode case, with the partial sums kept in registers.
+void gemv_one(const float* x, int64_t in, const uint16_t* w, int64_t o0, int64_t o1,
+              const float* bias, float* y) {
+  const int64_t main = in - in % kLanes;
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint16_t* wr = w + o * in;
+    float acc[kLanes] = {};
+    for (int64_t i = 0; i < main; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) {
+        const uint32_t bits = static_cast<uint32_t>(wr[i + j]) << 16;
+        float wf;
+        std::memcpy(&wf, &bits, sizeof(wf));
+        acc[j] += x[i + j] * wf;
+      }
+    }
+    float total = 0.f;
+    for (int j = 0; j < kLanes; ++j) total += acc[j];
+    for (int64_t i = main; i < in; ++i) total += x[i] * to_f32(wr[i]);
+    y[o] = total + (bias ? bias[o] : 0.f);
+  }
+}
+
+void gemv_rows(const float* x, int64_t rows, int64_t in, const uint16_t* w, int64_t o0, int64_t o1,
+               int64_t out_features, const float* bias, float* y) {
+  if (rows == 1) {
+    gemv_one(x, in, w, o0, o1, bias, y);
+    return;
+  }
+  const int64_t main = in - in % kLanes;
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint16_t* wr = w + o * in;
+    alignas(64) float acc[kMaxRows][kLanes];
+    for (int64_t n = 0; n < rows; ++n)
+      for (int j = 0; j < kLanes; ++j) acc[n][j] = 0.f;
+    for (int64_t i = 0; i < main; i += kLanes) {
+      alignas(64) Row wf;
+      for (int j = 0; j < kLanes; ++j) wf.u[j] = static_cast<uint32_t>(wr[i + j]) << 16;
+      for (int64_t n = 0; n < rows; ++n) {
+        const float* xn = x + n * in + i;
+        for (int j = 0; j < kLanes; ++j) acc[n][j] += xn[j] * wf.f[j];
+      }
+    }
+    for (int64_t n = 0; n < rows; ++n) {
+      float total = 0.f;
+      for (int j = 0; j < kLanes; ++j) total += acc[n][j];
+      for (int64_t i = main; i < in; ++i) total += x[n * in + i] * to_f32(wr[i]);
+      y[n * out_features + o] = total + (bias ? bias[o] : 0.f);
+    }
+  }
+}
+
+}  // namespace
+
+// x [N, in] fp32 (N <= 32) times a bf16 weight [out, in], fp32 out [N, out] (+ bias [out] fp32): the
+// weight streamed once in its stored half-width form, the products and sums in fp32.
+torch::Tensor linear_bf16(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous(), "x must be contiguous fp32");
+  TORCH_CHECK(w.scalar_type() == torch::kBFloat16 && w.is_contiguous() && w.dim() == 2,
+              "w must be a contiguous 2-d bf16 tensor");
+  const int64_t in = w.size(1), out_features = w.size(0);
+  TORCH_CHECK(x.size(-1) == in, "x's last dimension must match w's input features");
+  const int64_t rows = x.numel() / in;
+  TORCH_CHECK(rows >= 1 && rows <= kMaxRows, "linear_bf16 takes 1 to 32 rows");
+  const float* bp = nullptr;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == torch::kFloat32 && bias->is_contiguous() &&
+                    bias->numel() == out_features, "bias must be fp32 [out]");
+    bp = bias->data_ptr<float>();
+  }
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = out_features;
+  auto y = torch::empty(shape, x.options());
+  const float* xp = x.data_ptr<float>();
+  const uint16_t* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, out_features, 64, [&](int64_t begin, int64_t end) {
+    gemv_rows(xp, rows, in, wp, begin, end, out_features, bp, yp);
+  });
+  return y;
+}
+
+// RMS norm of each row of x [..., H] fp32 times w [H] fp32: one pass instead of torch's five ops.
+torch::Tensor rms_norm(torch::Tensor x, torch::Tensor w, double eps) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous(), "x must be contiguous fp32");
+  TORCH_CHECK(w.scalar_type() == torch::kFloat32 && w.is_contiguous() && w.dim() == 1 &&
+                  w.size(0) == x.size(-1), "w must be fp32 [H]");
+  const int64_t h = w.size(0), rows = x.numel() / h;
+  auto y = torch::empty_like(x);
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = xp + r * h;
+    float acc[kLanes] = {};
+    const int64_t main = h - h % kLanes;
+    for (int64_t i = 0; i < main; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) acc[j] += xr[i + j] * xr[i + j];
+    float sq = 0.f;
+    for (int j = 0; j < kLanes; ++j) sq += acc[j];
+    for (int64_t i = main; i < h; ++i) sq += xr[i] * xr[i];
+    const float inv = 1.f / std::sqrt(sq / static_cast<float>(h) + static_cast<float>(eps));
+    float* yr = yp + r * h;
+    for (int64_t i = 0; i < h; ++i) yr[i] = xr[i] * inv * wp[i];
+  }
+  return y;
+}
+
+// silu(gate) * up for gate_up [..., 2I] fp32 (gate the first half of each row): [..., I].
+torch::Tensor silu_mul(torch::Tensor gate_up) {
+  TORCH_CHECK(gate_up.scalar_type() == torch::kFloat32 && gate_up.is_contiguous() &&
+                  gate_up.size(-1) % 2 == 0, "gate_up must be contiguous fp32 [..., 2I]");
+  const int64_t width = gate_up.size(-1), half = width / 2, rows = gate_up.numel() / width;
+  std::vector<int64_t> shape(gate_up.sizes().begin(), gate_up.sizes().end());
+  shape.back() = half;
+  auto y = torch::empty(shape, gate_up.options());
+  const float* gp = gate_up.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* g = gp + r * width;
+    const float* u = g + half;
+    float* yr = yp + r * half;
+    for (int64_t i = 0; i < half; ++i) {
+      // silu(g) = g / (1 + exp(-g)); exp of -|g| keeps the argument non-positive.
+      const float e = exp_nonpositive(-std::fabs(g[i]));
+      const float sig = g[i] >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+      yr[i] = g[i] * sig * u[i];
+    }
+  }
+  return y;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("rms_norm", &rms_norm, "RMS norm of fp32 rows");
+  m.def("silu_mul", &silu_mul, "silu(gate) * up over a fused gate/up projection");
+  m.def("linear_bf16", &linear_bf16, "few-row fp32 x bf16-weight linear with fp32 accumulation",
+        py::arg("x"), py::arg("w"), py::arg("bias") = py::none());
   m.def("decode_attention", &decode_attention, "grouped-query decode attention over a KV cache");
   m.def("decode_rope_attention", &decode_rope_attention,
         "RoPE, cache write and decode attention for one token of one layer");
