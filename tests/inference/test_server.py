@@ -438,6 +438,16 @@ def test_cli_refuses_a_public_bind_without_a_key(tmp_path: Path, tiny_chat_model
     assert r.returncode != 0 and "CORRAL_INFERENCE_API_KEY" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_binds_a_public_address_with_a_key(tmp_path: Path) -> None:
+    """With CORRAL_INFERENCE_API_KEY the public bind passes the check (and fails later, on the model)."""
+    corral = Path(sys.executable).parent / "corral"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    env.update(CORRAL_DATA_DIR=str(tmp_path), CORRAL_INFERENCE_API_KEY="sk-" + os.urandom(8).hex())
+    r = subprocess.run([str(corral), "inference", "serve", "--model", str(tmp_path / "nope"), "--host",
+                        "0.0.0.0"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no model at" in r.stderr and "CORRAL_INFERENCE_API_KEY" not in r.stderr
+
+
 def test_cli_serves_a_model_folder(tiny_chat_model: Path, tmp_path: Path) -> None:
     port = free_port()
     corral = Path(sys.executable).parent / "corral"
