@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 
 from corral.inference.engine.cpu import WeightFormat, compute_dtype
-from corral.inference.engine.kernels import decode_attention_kernel
+from corral.inference.engine.kernels import decode_kernels
 from corral.inference.engine.model import (
     DenseWeights,
     ExpertBank,
@@ -139,7 +139,7 @@ def transformer_from_hf(model: Any, weights: WeightFormat, *, native_kernels: bo
         lm_head=Linear(_cast(lm_head, dtype)),
         layers=layers,
     )
-    kernel = decode_attention_kernel() if native_kernels else None
+    kernel = decode_kernels() if native_kernels else None
     for lin in converted.linears():
         if weights == "int8":
             lin.quantize_int8()

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from corral.inference.engine.cpu import CpuFeatures, cpu_features
-from corral.inference.engine.kernels import decode_attention_kernel, isa_level
+from corral.inference.engine.kernels import decode_kernels, isa_level
 
 
 @pytest.fixture(scope="module")
 def kernel():  # type: ignore[no-untyped-def]
-    k = decode_attention_kernel()
+    k = decode_kernels()
     if k is None:
         pytest.skip("no C++ compiler or ninja on this host: the engine uses torch's attention (logged)")
     return k.attention
@@ -20,7 +20,7 @@ def kernel():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def kernels():  # type: ignore[no-untyped-def]
-    k = decode_attention_kernel()
+    k = decode_kernels()
     if k is None:
         pytest.skip("no C++ compiler or ninja on this host: the engine uses torch's attention (logged)")
     return k

@@ -1,12 +1,12 @@
 """Native kernels the engine builds for the CPU it runs on.
 
-``decode_attention.cpp`` is compiled once per host with ``torch.utils.cpp_extension`` for the ISA level
+``decode.cpp`` is compiled once per host with ``torch.utils.cpp_extension`` for the ISA level
 this process may use (``x86-64-v4`` on AVX-512 hosts, ``v3`` on AVX2 ones, ``v2`` otherwise; torch's
 own cap, ``ATEN_CPU_CAPABILITY``, lowers it like any kernel). The library's name carries that level
 and a digest of the source and flags, so hosts and versions never share a stale build; torch keeps it
 under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) and later processes load it in
-a fraction of a second. Without a C++ compiler or ninja the engine keeps torch's attention and logs
-why once: the kernel is a speed-up, never a requirement.
+a fraction of a second. Without a C++ compiler or ninja the engine keeps torch's operations and logs
+why once: the kernels are a speed-up, never a requirement.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from corral.inference.engine.cpu import CpuFeatures, cpu_features
 
 __all__ = [
-    "BF16Linear", "DecodeAttention", "DecodeKernels", "RopeAttention", "decode_attention_kernel", "isa_level",
+    "BF16Linear", "DecodeAttention", "DecodeKernels", "RopeAttention", "decode_kernels", "isa_level",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class DecodeKernels:
     rms_norm: RmsNorm
     silu_mul: SiluMul
 
-_SOURCE = Path(__file__).with_name("decode_attention.cpp")
+_SOURCE = Path(__file__).with_name("decode.cpp")
 _LOCK = threading.Lock()
 _LOADED: dict[str, DecodeKernels | None] = {}
 
@@ -90,7 +90,7 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
 
 
-def decode_attention_kernel(features: CpuFeatures | None = None) -> DecodeKernels | None:
+def decode_kernels(features: CpuFeatures | None = None) -> DecodeKernels | None:
     """The compiled decode kernels for this CPU, or None (with the reason logged once) when they
     cannot be built here. Thread-safe; builds at most once per process."""
     level = isa_level(features or cpu_features())
@@ -105,7 +105,7 @@ def _build(level: str) -> DecodeKernels | None:
     flags = _flags(level)
     digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join(flags).encode()
                             + torch.__version__.encode()).hexdigest()[:10]
-    name = f"corral_decode_attention_{level.replace('-', '_')}_{digest}"
+    name = f"corral_decode_{level.replace('-', '_')}_{digest}"
     try:
         from torch.utils import cpp_extension
 
@@ -115,7 +115,7 @@ def _build(level: str) -> DecodeKernels | None:
         module = cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=flags,
                                     build_directory=str(build_dir), verbose=False)
     except Exception as exc:  # no compiler, no ninja, a read-only cache: torch's attention serves
-        log.warning("decode-attention kernel unavailable (%s: %s); using torch's attention",
+        log.warning("native decode kernels unavailable (%s: %s); using torch's operations",
                     type(exc).__name__, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "")
         return None
     return DecodeKernels(module.decode_attention, module.decode_rope_attention, module.linear_bf16,

@@ -1,4 +1,5 @@
-// Decode attention: one query position per sequence over its KV cache, for grouped-query heads.
+// The engine's native decode kernels. Attention: one query position per sequence over its KV cache,
+// for grouped-query heads.
 //
 // The G query heads that share a kv head read each cached key and value row once, so the cache is
 // streamed from memory once per step. The rows are split into chunks that run in parallel (split-K,
