@@ -242,3 +242,33 @@ def test_routing_counts_give_each_moe_layer_its_expert_shares() -> None:
     shares = engine.routed.shares()
     assert sorted(shares) == [1]  # decoder_sparse_step=2 over 3 layers: layer 1 is the MoE layer
     assert len(shares[1]) == 6 and abs(sum(shares[1]) - 1.0) < 1e-9 and max(shares[1]) < 1.0
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "bf16"])
+@pytest.mark.parametrize("name", ["llama", "llama4_text", "mixtral-sliding", "qwen3_moe"])
+def test_native_kernels_and_torch_operations_agree(name: str, fmt: WeightFormat) -> None:
+    """A host without a compiler runs torch's operations where the native decode kernels would run
+    (attention, RoPE with the cache write, norms, the gated activation, bf16 projections). In fp32 both
+    give the same decode logits; with bf16 weights the native path follows fp32 at least as closely
+    (its projections keep fp32 outputs, where torch's bf16 GEMV rounds them to bf16)."""
+    ref = _reference(name)
+    native = transformer_from_hf(ref, fmt)
+    if native.decode_kernel is None:
+        pytest.skip("no C++ compiler or ninja on this host: only torch's operations exist here")
+    plain = transformer_from_hf(ref, fmt, native_kernels=False)
+    full = transformer_from_hf(ref, "fp32", native_kernels=False)
+    assert plain.decode_kernel is None and plain.kv_dtype == plain.dtype
+    models = (full, native, plain)
+    torch.manual_seed(2)
+    prompt = torch.randint(1, COMMON["vocab_size"], (1, PROMPT))
+    caches = [m.new_cache(PROMPT + STEPS) for m in models]
+    logits = [m.forward(prompt, c, 0) for m, c in zip(models, caches, strict=True)]
+    for _ in range(STEPS):
+        token = torch.tensor([[int(logits[0][0].argmax())]])
+        logits = [m.forward(token, c, c.length) for m, c in zip(models, caches, strict=True)]
+        if fmt == "fp32":
+            torch.testing.assert_close(logits[1], logits[2], atol=ATOL, rtol=1e-4)
+            continue
+        native_cos, plain_cos = (torch.nn.functional.cosine_similarity(lg[0], logits[0][0], dim=0)
+                                 for lg in logits[1:])
+        assert native_cos > 0.9999 and native_cos >= plain_cos - 1e-6, (native_cos, plain_cos)
