@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+from sqlalchemy import update
 
 from corral.core.config import Mode, Settings
-from corral.core.db import ApiKey, Scope
+from corral.core.db import ApiKey, Scope, session_scope
 from corral.core.errors import PermissionDeniedError, UnauthenticatedError
 from corral.core.services import DEFAULT_WORKSPACE, get_or_create_workspace
 from corral.core.services.keys import Principal, authenticate
@@ -84,30 +84,40 @@ def _credential(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def _touch(session: Session, principal: Principal) -> None:
+def _touch(principal: Principal, last: datetime | None) -> None:
     # last_used_at is for people reading key lists: a minute's precision spares a write per request.
-    if principal.key_id is None:
-        return
-    key = session.get(ApiKey, principal.key_id)
-    if key is None:
-        return
+    # It is written in its own short transaction: the request's session stays read-only until the route
+    # writes, so on SQLite it never holds the write lock while the route works on another connection.
     now = datetime.now(UTC)
-    last = key.last_used_at
-    if last is None or last.replace(tzinfo=last.tzinfo or UTC) < now - timedelta(minutes=1):
-        key.last_used_at = now
+    if principal.key_id is None or (last is not None and last.replace(tzinfo=last.tzinfo or UTC)
+                                    >= now - timedelta(minutes=1)):
+        return
+    with session_scope() as session:
+        session.execute(update(ApiKey).where(ApiKey.id == principal.key_id).values(last_used_at=now))
+
+
+def _local_user(request: Request) -> Principal:
+    """The open server's one user: the default workspace, created once in its own transaction."""
+    cached: Principal | None = getattr(request.app.state, "local_user", None)
+    if cached is None:
+        with session_scope() as session:
+            ws = get_or_create_workspace(session, DEFAULT_WORKSPACE)
+            cached = Principal(workspace_id=ws.id, workspace=ws.name, scopes=frozenset(Scope))
+        request.app.state.local_user = cached
+    return cached
 
 
 def _principal(request: Request, session: SessionDep) -> Principal:
     secret = _credential(request)
     if secret is not None:
         principal = authenticate(session, secret)
-        _touch(session, principal)
+        key = session.get(ApiKey, principal.key_id)
+        _touch(principal, key.last_used_at if key is not None else None)
         request.state.principal = principal
         return principal
     policy: AccessPolicy = request.app.state.access
     if policy.open:
-        ws = get_or_create_workspace(session, DEFAULT_WORKSPACE)
-        principal = Principal(workspace_id=ws.id, workspace=ws.name, scopes=frozenset(Scope))
+        principal = _local_user(request)
         request.state.principal = principal
         return principal
     raise UnauthenticatedError("this server needs an API key: send 'Authorization: Bearer crl_…' "
