@@ -31,6 +31,7 @@ CREATES_IN_CALLERS_WORKSPACE = {"POST /v1/corpora/{name}/ingest", "POST /v1/corp
 # Fields that change without anyone touching the resource.
 VOLATILE = {"last_used_at", "heartbeat_at"}
 FINISHED = {"succeeded", "failed", "cancelled"}
+B_CORPUS = "bees-of-b-only"
 
 
 @dataclass
@@ -41,6 +42,8 @@ class World:
     b: dict[str, str]
     docs: Path
     made: dict[str, str] = field(default_factory=dict)
+    # Strings only B's resources carry (ids, names, prefixes): none may appear in A's answers.
+    markers: set[str] = field(default_factory=set)
 
     def get(self, kind: str, make: Callable[[World], str]) -> str:
         if kind not in self.made:
@@ -49,12 +52,13 @@ class World:
 
 
 def _corpus(w: World) -> str:
-    accepted = w.client.post("/v1/corpora/bees/ingest", json={"path": str(w.docs)}, headers=w.b)
+    accepted = w.client.post(f"/v1/corpora/{B_CORPUS}/ingest", json={"path": str(w.docs)}, headers=w.b)
     assert accepted.status_code == 202, accepted.text
     w.made["job"] = accepted.json()["job_id"]
+    w.markers |= {B_CORPUS, w.made["job"]}
     job = _wait_job(w.client, w.made["job"], w.b)
     assert job["state"] == "succeeded", job
-    return "bees"
+    return B_CORPUS
 
 
 def _job(w: World) -> str:
@@ -68,6 +72,7 @@ def _run(w: World) -> str:
                              headers=w.b)
     assert accepted.status_code == 202, accepted.text
     run_id: str = accepted.json()["run_id"]
+    w.markers.add(run_id)
     deadline = time.monotonic() + 120
     while w.client.get(f"/v1/runs/{run_id}", headers=w.b).json()["state"] not in FINISHED:
         assert time.monotonic() < deadline, "B's run did not finish"
@@ -78,13 +83,15 @@ def _run(w: World) -> str:
 def _key(w: World) -> str:
     made = w.client.post("/v1/keys", json={"name": "b's reader", "scopes": ["read"]}, headers=w.b)
     assert made.status_code == 201, made.text
+    w.markers.add(made.json()["prefix"])
     return str(made.json()["id"])
 
 
 def _webhook(w: World) -> str:
     made = w.client.post("/v1/webhooks", headers=w.b, json={
-        "url": "http://127.0.0.1:9/hook", "events": ["job.finished", "run.finished"]})
+        "url": "http://127.0.0.1:9/hook-of-b-only", "events": ["job.finished", "run.finished"]})
     assert made.status_code == 201, made.text
+    w.markers.add("hook-of-b-only")
     return str(made.json()["id"])
 
 
@@ -213,6 +220,16 @@ def test_another_workspaces_resources_are_not_found(client: TestClient, docs: Pa
     before = _snapshot(client, doc, w)
     shown = json.dumps(before)
     assert all(made in shown for made in w.made.values()), ("B's snapshot misses a resource", w.made)
+
+    # A's lists (every GET without a path parameter) show nothing of B's.
+    for path, item in doc["paths"].items():
+        op = item.get("get")
+        if op is None or "{" in path or path in PUBLIC_PATHS or _is_stream(path, op):
+            continue
+        seen = client.get(path, headers=a)
+        assert seen.status_code < 500, (path, seen.text)
+        leaked = sorted(m for m in w.markers if m in seen.text)
+        assert not leaked, f"GET {path} with workspace A's key shows B's {leaked}"
 
     # Routes that create in the caller's workspace go last: they give A a corpus of B's name.
     targets.sort(key=lambda t: t[0] in CREATES_IN_CALLERS_WORKSPACE)
