@@ -22,8 +22,10 @@ import json
 import threading
 import time
 from typing import Any
+from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.executor import Step
@@ -67,14 +69,18 @@ class TokenCallback(BaseCallbackHandler):
     def __init__(self, progress: Progress, call: str) -> None:
         self._progress = progress
         self._call = call
-        self._last: Any = None
+        self._last: GenerationChunk | ChatGenerationChunk | None = None
 
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, **kwargs: Any) -> None:
+    def on_llm_new_token(
+        self, token: str | list[str | dict[str, Any]], *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None, run_id: UUID,
+        parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any,
+    ) -> None:
         # Some integrations report a chunk themselves and LangChain reports it again: count it once.
         if chunk is not None and chunk is self._last:
             return
         self._last = chunk
-        if token:
+        if isinstance(token, str) and token:
             self._progress.token(token, self._call)
 
 

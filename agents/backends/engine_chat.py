@@ -153,7 +153,7 @@ class EngineChatModel(BaseChatModel):
                           "type": "tool_call_chunk"} for i, c in enumerate(delta.tool_calls)]
                 usage = delta.usage
                 yield ChatGenerationChunk(message=AIMessageChunk(
-                    content=delta.content, tool_call_chunks=calls,  # type: ignore[arg-type]
+                    content=delta.content, tool_call_chunks=calls,
                     usage_metadata=_usage(usage) if usage else None, chunk_position="last",
                     response_metadata={"finish_reason": delta.finish_reason, "model_name": self.model_name,
                                        "cached_tokens": usage.cached_tokens if usage else 0},

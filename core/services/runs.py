@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from corral.core.db import Corpus, Feedback, Run, RunEvent, RunState
@@ -94,25 +94,25 @@ class RunPage:
     total: int
 
 
-def _filtered(query: Select[Any], workspace_id: int, corpus: str | None, state: RunState | None
-              ) -> Select[Any]:
-    query = query.join(Corpus, Corpus.id == Run.corpus_id).where(Corpus.workspace_id == workspace_id)
+def _in(workspace_id: int, corpus: str | None, state: RunState | None) -> list[ColumnElement[bool]]:
+    conditions = [Corpus.workspace_id == workspace_id]
     if corpus is not None:
-        query = query.where(Corpus.name == corpus)
+        conditions.append(Corpus.name == corpus)
     if state is not None:
-        query = query.where(Run.state == state)
-    return query
+        conditions.append(Run.state == state)
+    return conditions
 
 
 def list_runs(session: Session, workspace_id: int, *, corpus: str | None = None,
               state: RunState | None = None, limit: int = 50, offset: int = 0) -> RunPage:
     """A workspace's runs, newest first, with the total the filters match."""
+    where = _in(workspace_id, corpus, state)
     rows = session.execute(
-        _filtered(select(Run, Corpus.name), workspace_id, corpus, state)
+        select(Run, Corpus.name).join(Corpus, Corpus.id == Run.corpus_id).where(*where)
         .order_by(Run.created_at.desc(), Run.id)
         .limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
     ).all()
-    total = session.scalar(_filtered(select(func.count(Run.id)), workspace_id, corpus, state))
+    total = session.scalar(select(func.count(Run.id)).join(Corpus, Corpus.id == Run.corpus_id).where(*where))
     return RunPage([(r, name) for r, name in rows], int(total or 0))
 
 
