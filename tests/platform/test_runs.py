@@ -64,6 +64,7 @@ def _follow(client: httpx.Client, url: str, **kwargs: Any) -> list[Event]:
 def allowed_roots(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Local paths under the test's folder may be ingested."""
     monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", json.dumps([str(tmp_path)]))
+    monkeypatch.setenv("CORRAL_WEBHOOK_ALLOWED_HOSTS", '["127.0.0.1"]')
     from corral.core.config import get_settings
 
     get_settings.cache_clear()
@@ -133,6 +134,9 @@ def test_a_run_reports_its_decision_steps_and_answer_as_it_goes(
     assert all(e["event"] == "progress" for e in job_events[:-1])
     assert [int(e["id"]) for e in job_events] == list(range(1, len(job_events) + 1))
 
+    hook = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["run.finished"]})
+    assert hook.status_code == 201, hook.text
+
     accepted = client.post("/v1/corpora/kb/runs", json={"question": "When are deploys frozen?"})
     assert accepted.status_code == 202, accepted.text
     body = accepted.json()
@@ -194,6 +198,15 @@ def test_a_run_reports_its_decision_steps_and_answer_as_it_goes(
     with session_scope() as session:
         stored = session.query(Feedback).filter_by(run_id=run_id).one()
         assert (stored.rating, stored.comment) == (1, "spot on")
+
+    # The workspace's webhook was told of each finished run, with the change that finished it.
+    from corral.core.db import WebhookDelivery
+
+    with session_scope() as session:
+        told = [d.payload["data"]["run"] for d in session.query(WebhookDelivery)
+                if d.event == "run.finished"]
+    assert {(r["id"], r["state"]) for r in told} == {(run_id, "succeeded"),
+                                                     (sync.json()["run_id"], "succeeded")}
 
     # Finished runs cannot be cancelled.
     assert client.delete(f"/v1/runs/{run_id}").status_code == 409
