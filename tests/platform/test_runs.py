@@ -177,14 +177,24 @@ def test_a_run_reports_its_decision_steps_and_answer_as_it_goes(
         [events[-1]["id"]]
     assert _follow(client, f"{body['events_url']}?after={events[-1]['id']}") == []
 
+    # A client retrying its POST with the same Idempotency-Key gets the same run, not a second one.
+    retry = {"question": "Who is on call?"}
+    first = client.post("/v1/corpora/kb/runs", json=retry, headers={"Idempotency-Key": "ask-1"}).json()
+    again = client.post("/v1/corpora/kb/runs", json=retry, headers={"Idempotency-Key": "ask-1"}).json()
+    assert again["run_id"] == first["run_id"]
+    assert _follow(client, again["events_url"])[-1]["data"]["state"] == "succeeded"
+    other = client.post("/v1/corpora/kb/runs", json={"question": "Other?"},
+                        headers={"Idempotency-Key": "ask-1"})
+    assert other.status_code == 409, other.text
+
     # The synchronous ask is a run too, listed with the others.
     sync = client.post("/v1/corpora/kb/ask", json={"question": "Who is on call?", "strategy": "retrieve"})
     assert sync.status_code == 200, sync.text
     listed = client.get("/v1/runs").json()
-    assert listed["total"] == 2 and listed["limit"] == 50 and listed["offset"] == 0
-    assert {r["id"] for r in listed["items"]} == {run_id, sync.json()["run_id"]}
+    assert listed["total"] == 3 and listed["limit"] == 50 and listed["offset"] == 0
+    assert {r["id"] for r in listed["items"]} == {run_id, first["run_id"], sync.json()["run_id"]}
     assert client.get("/v1/runs", params={"corpus": "kb", "state": "succeeded", "limit": 1}).json()[
-        "total"] == 2
+        "total"] == 3
     assert client.get("/v1/runs", params={"corpus": "other"}).json() == {
         "items": [], "total": 0, "limit": 50, "offset": 0}
     assert client.get("/v1/runs", params={"state": "running"}).json()["total"] == 0
@@ -205,8 +215,8 @@ def test_a_run_reports_its_decision_steps_and_answer_as_it_goes(
     with session_scope() as session:
         told = [d.payload["data"]["run"] for d in session.query(WebhookDelivery)
                 if d.event == "run.finished"]
-    assert {(r["id"], r["state"]) for r in told} == {(run_id, "succeeded"),
-                                                     (sync.json()["run_id"], "succeeded")}
+    assert {(r["id"], r["state"]) for r in told} == {
+        (run_id, "succeeded"), (first["run_id"], "succeeded"), (sync.json()["run_id"], "succeeded")}
 
     # Finished runs cannot be cancelled.
     assert client.delete(f"/v1/runs/{run_id}").status_code == 409

@@ -18,10 +18,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from corral.core.db import Corpus, Run, RunState, session_scope
+from corral.core.services.idempotency import fingerprint, once
 from corral.core.services.runs import FINAL, add_feedback, events_after, get_run, list_runs
 from corral.core.services.usage import check_budget
 from corral.platform.api.auth import AskCaller, ReadCaller
-from corral.platform.api.deps import SessionDep
+from corral.platform.api.deps import IdempotencyKeyHeader, SessionDep
 from corral.platform.api.ratelimit import check_tokens
 from corral.platform.api.schemas import (
     AskRequest,
@@ -57,14 +58,21 @@ def _corpus(session: SessionDep, r: Run) -> str:
 
 
 @router.post("/corpora/{name}/runs", status_code=status.HTTP_202_ACCEPTED)
-def submit(name: str, body: AskRequest, caller: AskCaller, session: SessionDep) -> RunAccepted:
+def submit(name: str, body: AskRequest, caller: AskCaller, session: SessionDep,
+           idempotency_key: IdempotencyKeyHeader = None) -> RunAccepted:
     """Ask ``body.question`` as a background run: follow ``events_url``, read ``url``. The key's
-    token limit and the workspace's monthly budget are checked first (429 when spent)."""
+    token limit and the workspace's monthly budget are checked first (429 when spent). A retry with
+    the same ``Idempotency-Key`` and body gets the first attempt's run, not a second one."""
     check_tokens(caller)
     check_budget(session, caller.workspace_id)
     session.commit()
-    return RunAccepted.of(submit_run(name, body.question, body.strategy, agent=body.agent,
-                                     workspace=caller.workspace, key_id=caller.key_id))
+    done = once(caller.workspace_id, idempotency_key, fingerprint("run", name, body.model_dump_json()),
+                "run", lambda: submit_run(name, body.question, body.strategy, agent=body.agent,
+                                          workspace=caller.workspace, key_id=caller.key_id))
+    state = "queued"
+    if done.replayed:
+        state = get_run(session, done.resource_id, workspace_id=caller.workspace_id).state.value
+    return RunAccepted.of(done.resource_id, state)
 
 
 @router.get("/runs")
