@@ -5,6 +5,10 @@ whatever happens — an error before the ask path stored anything still fails th
 from __future__ import annotations
 
 import logging
+import time
+
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 
 from corral.agents.ask import RunCancelled, Strategy
 from corral.core.db import Corpus, Run, RunState, Workspace, session_scope
@@ -86,13 +90,24 @@ def _charge(key_id: int | None, tokens: int) -> None:
         log.warning("could not count the tokens of a run: %s", exc)
 
 
-def settle_run(run_id: str, state: RunState, error: str | None, error_type: str | None) -> RunState:
-    """Finish the run unless the ask path already did (it stores every run it got to record)."""
-    with session_scope() as session:
-        run = session.get(Run, run_id, with_for_update=True)
-        if run is None:
-            return state
-        if not run.state.finished:
-            finish_run(session, run, state if error else RunState.FAILED, error=error or
-                       "the run ended without a result", error_type=error_type or "error")
-        return run.state
+def settle_run(run_id: str, state: RunState, error: str | None, error_type: str | None,
+               attempts: int = 4) -> RunState:
+    """Finish the run unless the ask path already did (it stores every run it got to record). A
+    database that is briefly unreachable (or a pool briefly exhausted) is tried again, so that a run
+    does not stay ``running`` for want of one write."""
+    for attempt in range(attempts):
+        try:
+            with session_scope() as session:
+                run = session.get(Run, run_id, with_for_update=True)
+                if run is None:
+                    return state
+                if not run.state.finished:
+                    finish_run(session, run, state if error else RunState.FAILED, error=error or
+                               "the run ended without a result", error_type=error_type or "error")
+                return run.state
+        except (ServiceUnavailableError, SqlOperationalError, SqlTimeoutError) as exc:
+            if attempt + 1 == attempts:
+                raise
+            log.warning("could not finish run %s (%s); trying again", run_id, exc)
+            time.sleep(2**attempt)
+    return state
