@@ -2,7 +2,8 @@
 
 transformers supplies configs, tokenizers, chat templates and reads checkpoints (safetensors folders and
 GGUF); this package maps the weights onto one block spec (``spec``) in the weight format the CPU runs
-best (``cpu``), runs them (``model``) with a preallocated KV cache (``kv_cache``) and a prompt-prefix
+best (``cpu``), runs them (``model``, with native decode kernels built for the host in ``kernels``) with
+a preallocated KV cache (``kv_cache``) and a prompt-prefix
 cache kept in memory and on disk (``prefix_cache``), and serves requests through the ``TextEngine``
 contract (``engine``).
 
@@ -17,9 +18,9 @@ from corral.inference.engine.cpu import (
     resolve_format,
 )
 from corral.inference.engine.engine import Engine, RequestStats, describe
-from corral.inference.engine.load import EngineOptions, engine_from_hf, load_engine
+from corral.inference.engine.load import EngineOptions, choose_format, engine_from_hf, load_engine
 
 __all__ = [
     "WEIGHT_FORMATS", "CpuFeatures", "Engine", "EngineOptions", "RequestStats", "WeightFormat",
-    "cpu_features", "describe", "engine_from_hf", "load_engine", "resolve_format",
+    "choose_format", "cpu_features", "describe", "engine_from_hf", "load_engine", "resolve_format",
 ]

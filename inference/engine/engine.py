@@ -313,6 +313,8 @@ def describe(engine: Engine) -> dict[str, Any]:
         "layers": spec.num_layers,
         "weights": engine.weights,
         "dtype": str(engine.model.dtype).removeprefix("torch."),
+        "kv_dtype": str(engine.model.kv_dtype).removeprefix("torch."),
+        "native_kernels": engine.model.decode_kernel is not None,
         "cpu": cpu_features().describe(),
         "context_window": engine.context_window,
         "active_bytes_per_token": active_bytes_per_token(engine.model.weights, spec),

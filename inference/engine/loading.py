@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from corral.inference.engine.cpu import WeightFormat, compute_dtype
+from corral.inference.engine.cpu import WeightFormat, compute_dtype, cpu_features
 from corral.inference.engine.kernels import decode_kernels
 from corral.inference.engine.model import (
     DenseWeights,
@@ -144,7 +144,8 @@ def transformer_from_hf(model: Any, weights: WeightFormat, *, native_kernels: bo
         if weights == "int8":
             lin.quantize_int8()
         elif weights == "bf16":
-            lin.store_bf16(kernel.linear_bf16 if kernel is not None else None)
+            lin.store_bf16(kernel.linear_bf16 if kernel is not None else None,
+                           bf16_gemm=cpu_features().bf16_arithmetic)
         elif weights == "bf16-packed":
             lin.pack()
     inv_freq, scaling = rope_inv_freq(model.config, spec)

@@ -55,7 +55,8 @@ class Linear:
       torch's weight-only ``_weight_int8pack_mm``, many-row calls dequantised like bf16.
     """
 
-    __slots__ = ("bias", "gemv", "out_features", "packed", "scales", "stored", "weight", "weight_bytes")
+    __slots__ = ("bf16_gemm", "bias", "gemv", "out_features", "packed", "scales", "stored", "weight",
+                 "weight_bytes")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.weight: torch.Tensor | None = weight.contiguous()
@@ -66,15 +67,19 @@ class Linear:
         self.stored: torch.Tensor | None = None  # bf16 or int8 weight under fp32 compute
         # The native few-row bf16 linear (kernels/), when built: fp32 products and sums, fp32 out.
         self.gemv: BF16Linear | None = None
+        # Many-row calls on bf16 weights: a bf16 GEMM (where the CPU has bf16 arithmetic) instead of
+        # upcasting the weight to an fp32 one.
+        self.bf16_gemm = False
         self.scales: torch.Tensor | None = None  # int8: per output channel
 
-    def store_bf16(self, gemv: BF16Linear | None = None) -> None:
+    def store_bf16(self, gemv: BF16Linear | None = None, bf16_gemm: bool = False) -> None:
         if self.weight is None:
             return
         self.stored = self.weight.to(torch.bfloat16).contiguous()
         self.weight_bytes = self.stored.numel() * 2
         self.weight = None
         self.gemv = gemv
+        self.bf16_gemm = bf16_gemm
         if self.bias is not None:
             self.bias = self.bias.float().contiguous()
 
@@ -106,6 +111,9 @@ class Linear:
                 return out
             return F.linear(x, self.weight, self.bias)
         assert self.stored is not None
+        if not few and self.bf16_gemm and self.scales is None:
+            y = F.linear(x.to(torch.bfloat16), self.stored).float()
+            return y if self.bias is None else y + self.bias
         if not few:
             return F.linear(x, self.dequantized(), self.bias)
         if self.scales is None and self.gemv is not None:
@@ -140,9 +148,9 @@ class ExpertBank:
     def __init__(self, weight: torch.Tensor) -> None:
         self.linears = [Linear(weight[e]) for e in range(weight.shape[0])]
 
-    def store_bf16(self, gemv: BF16Linear | None = None) -> None:
+    def store_bf16(self, gemv: BF16Linear | None = None, bf16_gemm: bool = False) -> None:
         for lin in self.linears:
-            lin.store_bf16(gemv)
+            lin.store_bf16(gemv, bf16_gemm)
 
     def quantize_int8(self) -> None:
         for lin in self.linears:
