@@ -42,10 +42,10 @@ from corral.inference.engine import (
     WEIGHT_FORMATS,
     Engine,
     EngineOptions,
+    choose_format,
     cpu_features,
     describe,
     engine_from_hf,
-    resolve_format,
 )
 from corral.inference.engine.loading import load_hf_model
 from corral.inference.generation import SamplingParams
@@ -89,6 +89,14 @@ def _timed(fn: Callable[[], Any]) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+def _with_bytes(rows: list[dict[str, Any]], facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """What one decode step reads at each row's context: the weights, and the KV cache so far."""
+    for row in rows:
+        row["active_bytes"] = facts["active_bytes_per_token"]
+        row["kv_bytes"] = facts["kv_bytes_per_position"] * row["context"]
+    return rows
 
 
 def ours_once(engine: Engine, prompt: list[int], steps: int) -> tuple[float, float]:
@@ -238,8 +246,8 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             print("# llama-cpp-python is not installed: llama.cpp comparison skipped", flush=True)
         print(f"# smollm2: {json.dumps(facts)}", flush=True)
-        rows += compare("smollm2-135m-gguf", runners, 49152, args.contexts, args.decode_steps, args.repeats)
-        rows[-1]["active_bytes"] = facts["active_bytes_per_token"]
+        rows += _with_bytes(compare("smollm2-135m-gguf", runners, 49152, args.contexts, args.decode_steps,
+                                    args.repeats), facts)
         del engine, ref, hf, runners
     for kind in ("llama4_text", "qwen3_moe"):
         if args.only not in (None, kind):
@@ -261,8 +269,8 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
             "transformers": lambda p, s, m=ref: hf_once(m, p, s),
         }
         print(f"# {kind}: {json.dumps(facts)}", flush=True)
-        rows += compare(kind, runners, 32000, args.moe_contexts, args.decode_steps, args.repeats)
-        rows[-1]["active_bytes"] = facts["active_bytes_per_token"]
+        rows += _with_bytes(compare(kind, runners, 32000, args.moe_contexts, args.decode_steps, args.repeats),
+                            facts)
         del engine, ref, model, runners
     return rows
 
@@ -416,15 +424,18 @@ def main() -> None:
     bw = read_bandwidth_gbs()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
     print(f"# CPU: {cpu_features().describe()} (flags: {_isa_flags()}); engine weights "
-          f"{resolve_format(args.weights)}, transformers {args.reference_dtype}", flush=True)
+          f"{choose_format(args.weights)}, transformers {args.reference_dtype}", flush=True)
     print(f"# read bandwidth {bw:.1f} GB/s", flush=True)
     rows = throughput(args) if args.only not in ("ttft", "batch") else []
     for row in rows:
         if "active_bytes" in row:
-            row["roofline_decode"] = round(bw * 1e9 / row["active_bytes"], 1)
+            read = row["active_bytes"] + row["kv_bytes"]
+            row["roofline_decode"] = round(bw * 1e9 / read, 1)
+            row["decode_of_roofline"] = round(row["ours_decode"] / row["roofline_decode"], 2)
             print(
-                f"# {row['model']}: decode roofline {row['roofline_decode']} tok/s "
-                f"({row['active_bytes'] / 1e6:.0f} MB read per token at {bw:.1f} GB/s)",
+                f"# {row['model']} at {row['context']}: decode roofline {row['roofline_decode']} tok/s "
+                f"({row['active_bytes'] / 1e6:.0f} MB of weights + {row['kv_bytes'] / 1e6:.0f} MB of KV "
+                f"cache read per token at {bw:.1f} GB/s); ours {row['decode_of_roofline']:.0%} of it",
                 flush=True,
             )
     result: dict[str, Any] = {"bandwidth_gbs": round(bw, 1), "throughput": rows}

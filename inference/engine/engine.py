@@ -318,6 +318,9 @@ def describe(engine: Engine) -> dict[str, Any]:
         "cpu": cpu_features().describe(),
         "context_window": engine.context_window,
         "active_bytes_per_token": active_bytes_per_token(engine.model.weights, spec),
+        # A decode step also reads the cache: keys and values of every layer at every position so far.
+        "kv_bytes_per_position": 2 * spec.num_layers * spec.num_kv_heads * spec.head_dim
+        * engine.model.kv_dtype.itemsize,
         "prefix_cache_dir": str(getattr(engine.prefix_cache, "_dir", None) or ""),
     }
 
