@@ -61,7 +61,8 @@ def ask_agent(
                                        "seconds": budget.max_seconds}})
     trace.progress.decision(run.decision)
     try:
-        result = PlanExecutor(bound, tools, usage=trace.usage, log=trace.steps).run(question)
+        result = PlanExecutor(bound, tools, usage=trace.usage, log=trace.steps,
+                              callbacks=trace.progress.callbacks("answer")).run(question)
     except RunCancelled as exc:
         run.error = str(exc)
         save_run(session_factory, run, trace, state=RunState.CANCELLED, error_type="cancelled")

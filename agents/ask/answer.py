@@ -66,7 +66,7 @@ def ask(
     trace.progress.decision(decision.to_record())
     tools = corpus_tools(session_factory, searcher, plan.corpus_id, opts.top_k)
     executor = PlanExecutor(bind(chat, tools) if opts.self_route_turns else None, tools,
-                            usage=trace.usage, log=trace.steps)
+                            usage=trace.usage, log=trace.steps, callbacks=trace.progress.callbacks("answer"))
     run = new_run(trace, corpus_id=plan.corpus_id, question=plan.question,
                   strategy=decision.strategy.value, strategy_reason=decision.reason,
                   forced_strategy=strategy.value if strategy else None, decision=decision.to_record(),

@@ -26,12 +26,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
 from corral.agents.executor.budget import Budget, BudgetExceeded, Usage
+from corral.core.errors import CorralError
 from corral.inference.errors import InferenceError
 
 __all__ = ["ExecutionResult", "PlanExecutor", "Step", "ToolOutcome"]
@@ -96,8 +98,10 @@ class PlanExecutor:
 
     def __init__(self, model: Runnable[LanguageModelInput, BaseMessage] | None, tools: Sequence[BaseTool],
                  budget: Budget | None = None, *, usage: Usage | None = None,
-                 log: list[Step] | None = None, max_repeats: int = 2, system: str = SYSTEM) -> None:
+                 log: list[Step] | None = None, max_repeats: int = 2, system: str = SYSTEM,
+                 callbacks: Sequence[BaseCallbackHandler] = ()) -> None:
         self._model = model
+        self._callbacks = list(callbacks)  # told of the model's text as it is generated (streamed)
         self._tools = {t.name: t for t in tools}
         self.usage = usage if usage is not None else Usage(budget or Budget())
         self.log: list[Step] = log if log is not None else []
@@ -147,8 +151,11 @@ class PlanExecutor:
             except BudgetExceeded as exc:
                 return self._stop(result, "budget", str(exc))
             try:
-                reply = self._model.invoke(messages)
-            except InferenceError:
+                if self._callbacks:
+                    reply = self._model.invoke(messages, config={"callbacks": self._callbacks}, stream=True)
+                else:
+                    reply = self._model.invoke(messages)
+            except (InferenceError, CorralError):  # ours, e.g. a callback stopping a cancelled run
                 raise
             except Exception as exc:  # remote servers fail in many ways (HTTP, auth, timeouts): one error
                 raise InferenceError(f"the chat backend failed: {exc}") from exc

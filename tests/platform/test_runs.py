@@ -507,3 +507,19 @@ def test_a_streamed_answer_is_the_answer_in_process_and_over_http(corral_env: Pa
             assert 1 <= len(progress.seen) <= streamed.completion_tokens  # each token reported once
             assert streamed.completion_tokens == whole.completion_tokens == 12
             assert streamed.prompt_tokens == whole.prompt_tokens > 0  # the usage report, streamed too
+
+
+def test_an_agent_run_reports_the_models_turns(client: httpx.Client, tmp_path: Path) -> None:
+    _ingest(client, tmp_path)
+    accepted = client.post("/v1/corpora/kb/runs", json={"question": "When are deploys frozen?",
+                                                        "agent": True})
+    assert accepted.status_code == 202, accepted.text
+    events = _follow(client, accepted.json()["events_url"])
+    decision = next(e["data"] for e in events if e["event"] == "decision")
+    assert decision["strategy"] == "agent" and "read_span" in decision["tools"]
+    steps = [e["data"] for e in events if e["event"] == "step"]
+    assert steps and steps[0]["step"] == "model"  # the model's turns, grammar-constrained tool calls
+    final = events[-1]
+    assert final["event"] == "final" and final["data"]["state"] == "succeeded", final
+    run = client.get(accepted.json()["url"]).json()
+    assert run["strategy"] == "agent" and [s["step"] for s in run["steps"]] == [s["step"] for s in steps]
