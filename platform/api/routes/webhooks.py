@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from corral.core.config import get_settings
@@ -98,9 +98,10 @@ def webhooks(caller: AdminCaller, session: SessionDep, limit: Limit = 100,
                 limit=limit, offset=offset)
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_webhook(webhook_id: WebhookId, caller: AdminCaller, session: SessionDep) -> None:
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def remove_webhook(webhook_id: WebhookId, caller: AdminCaller, session: SessionDep) -> Response:
     delete_webhook(session, webhook_id, caller.workspace_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)  # no body, so no content type
 
 
 @router.get("/{webhook_id}/deliveries")
