@@ -16,6 +16,7 @@ the data dir: in server mode they must mount the same data dir volume as the API
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import uuid
 import zipfile
@@ -48,6 +49,7 @@ class UploadLimits:
 class StagedUpload:
     folder: Path  # <uploads>/<id>: removed with discard()
     names: tuple[str, ...]
+    digest: str  # SHA-256 over the files' names and bytes: tells a retried upload from another one
 
     @property
     def spec(self) -> UploadSpec:
@@ -74,6 +76,7 @@ class _Receiver:
         self._headers: dict[bytes, bytes] = {}
         self._out: BinaryIO | None = None
         self._ignored = 0
+        self.digest = hashlib.sha256()
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -112,6 +115,7 @@ class _Receiver:
             raise InvalidInputError(f"two uploaded files are named {name[:200]!r} (or give documents "
                                     "the same names, like a.zip and a.ZIP): rename one")
         self.names.append(name)
+        self.digest.update(b"\0file\0" + name.encode())
         self._out = (self.files / name).open("xb")
 
     def _data(self, data: bytes, start: int, end: int) -> None:
@@ -127,6 +131,7 @@ class _Receiver:
             raise PayloadTooLargeError(f"the uploaded files pass the {self.limits.max_bytes:,}-byte "
                                        "limit (CORRAL_UPLOAD_MAX_BYTES)")
         self._out.write(data[start:end])
+        self.digest.update(data[start:end])
 
     def _part_end(self) -> None:
         self.close()
@@ -187,7 +192,7 @@ async def receive_upload(request: Request, root: Path, limits: UploadLimits) -> 
     except BaseException:
         shutil.rmtree(part, ignore_errors=True)
         raise
-    return StagedUpload(final, tuple(receiver.names))
+    return StagedUpload(final, tuple(receiver.names), receiver.digest.hexdigest())
 
 
 def _check_zip(path: Path) -> None:

@@ -172,3 +172,21 @@ def test_a_cancelled_upload_leaves_neither_files_nor_an_empty_corpus(
     assert _uploads(corral_env) == []
     assert client.get("/v1/corpora").json()["items"] == []
     assert client.get(f"/v1/jobs/{r.json()['job_id']}").json()["corpus"] == "brief"
+
+
+def test_a_retried_upload_with_its_idempotency_key_returns_the_first_job(
+    client: TestClient, corral_env: Path, wait_job: WaitJob
+) -> None:
+    files = {"file": ("faq.md", b"# FAQ\n\nSupport answers within a day.\n")}
+    headers = {"Idempotency-Key": "upload-1"}
+    first = client.post("/v1/corpora/faq/documents", files=files, headers=headers)
+    assert first.status_code == 202, first.text
+    # Retried while the first job may still run: the same job, not a 409 and not a second job.
+    again = client.post("/v1/corpora/faq/documents", files=files, headers=headers)
+    assert again.status_code == 202 and again.json()["job_id"] == first.json()["job_id"]
+    other = client.post("/v1/corpora/faq/documents", headers=headers,
+                        files={"file": ("faq.md", b"# FAQ\n\nSomething else.\n")})
+    assert other.status_code == 409 and "different request" in other.json()["error"]["message"]
+    assert wait_job(client, first.json()["job_id"])["state"] == "succeeded"
+    assert client.get("/v1/jobs").json()["total"] == 1
+    assert _uploads(corral_env) == []  # the retried copies were dropped, the job's own removed after it
