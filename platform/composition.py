@@ -113,6 +113,11 @@ class _LoadedOnce(Generic[T]):
         with _LOADING:
             self._value = None
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the value has been computed (a refused question must leave the model unloaded)."""
+        return self._value is not None
+
 
 def _load_chat_model() -> Engine | HFChatModel:
     """The embedded chat model ``ask`` and the agent use (loaded once per process)."""

@@ -84,7 +84,7 @@ def test_a_refused_question_loads_no_model(load_corpus: LoadCorpus) -> None:
         answer("handbook", "  ")
     with pytest.raises(NotFoundError, match="known corpora: handbook"):
         answer("nope", "anything?")
-    assert get_chat_model.cache_info().currsize == 0
+    assert not get_chat_model.loaded
 
 
 def test_a_corpus_that_fits_is_stuffed_read_with_tools_and_cited(load_corpus: LoadCorpus) -> None:
@@ -186,7 +186,7 @@ def test_an_unreachable_remote_backend_is_a_model_error_recorded_on_the_run(
         run = s.scalars(select(Run)).one()
         assert run.backend == "openai" and run.model == "llama-4-scout" and run.error
         assert run.decision["inputs"]["window"] == 131072
-    assert get_chat_model.cache_info().currsize == 0  # the remote backend loads no local model
+    assert not get_chat_model.loaded  # the remote backend loads no local model
 
 
 def test_the_openai_backend_needs_its_url_model_and_window() -> None:
