@@ -80,7 +80,8 @@ def isa_level(features: CpuFeatures) -> str:
 def _flags(level: str) -> list[str]:
     # -ffast-math lets the compiler reorder the fp32 sums into vector lanes (as BLAS does); infinities
     # stay meaningful (the running max starts at -inf).
-    return ["-O3", f"-march={level}", "-ffast-math", "-fno-finite-math-only", "-std=c++17"]
+    # -fopenmp: at::parallel_for is a header template; without it the kernels would run on one thread.
+    return ["-O3", f"-march={level}", "-ffast-math", "-fno-finite-math-only", "-std=c++17", "-fopenmp"]
 
 
 def _ninja_on_path() -> None:
@@ -113,7 +114,8 @@ def _build(level: str) -> DecodeKernels | None:
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
         build_dir.mkdir(parents=True, exist_ok=True)
         module = cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=flags,
-                                    build_directory=str(build_dir), verbose=False)
+                                    extra_ldflags=["-fopenmp"], build_directory=str(build_dir),
+                                    verbose=False)
     except Exception as exc:  # no compiler, no ninja, a read-only cache: torch's attention serves
         log.warning("native decode kernels unavailable (%s: %s); using torch's operations",
                     type(exc).__name__, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "")

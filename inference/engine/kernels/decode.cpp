@@ -353,7 +353,10 @@ torch::Tensor linear_bf16(torch::Tensor x, torch::Tensor w, c10::optional<torch:
   const float* xp = x.data_ptr<float>();
   const uint16_t* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, out_features, 64, [&](int64_t begin, int64_t end) {
+  // Waking the other threads costs more than a small weight takes to stream on one: split only
+  // where each thread gets at least ~1 MB of weights (a 2-core decode step: 13.7 ms, 14.1 at 256 KB).
+  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 20) / (2 * in));
+  at::parallel_for(0, out_features, grain, [&](int64_t begin, int64_t end) {
     gemv_rows(xp, rows, in, wp, begin, end, out_features, bp, yp);
   });
   return y;
