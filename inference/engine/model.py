@@ -535,20 +535,20 @@ class Transformer:
 
     def _dense(self, x: torch.Tensor, mlp: DenseWeights) -> torch.Tensor:
         gate_up = mlp.gate_up(x)
-        if self._native_small(gate_up) and self.spec.activation in ("silu", "swish"):
+        if self._native(gate_up) and self.spec.activation in ("silu", "swish"):
             assert self.decode_kernel is not None
             return mlp.down(self.decode_kernel.silu_mul(gate_up))
         gate, up = gate_up.chunk(2, dim=-1)
         return mlp.down(self._act(gate) * up)
 
-    def _native_small(self, x: torch.Tensor) -> bool:
-        # Decode-sized fp32 inputs: there a native call saves more per-op overhead than it could lose.
-        return (self.decode_kernel is not None and x.dtype == torch.float32
-                and x.numel() <= _PACKED_MAX_ROWS * x.shape[-1] and x.is_contiguous())
+    def _native(self, x: torch.Tensor) -> bool:
+        # fp32 rows: one pass of a native call instead of several torch ops (per-op overhead at decode,
+        # memory passes at prefill).
+        return self.decode_kernel is not None and x.dtype == torch.float32 and x.is_contiguous()
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         s = self.spec
-        if self._native_small(x) and weight.dtype == torch.float32:
+        if self._native(x) and weight.dtype == torch.float32:
             assert self.decode_kernel is not None
             return self.decode_kernel.rms_norm(x, weight, s.rms_eps)
         return F.rms_norm(x, (s.hidden_size,), weight, s.rms_eps)

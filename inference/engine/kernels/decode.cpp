@@ -372,7 +372,8 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor w, double eps) {
   const float* xp = x.data_ptr<float>();
   const float* wp = w.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 65536 / h), [&](int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
     const float* xr = xp + r * h;
     float acc[kLanes] = {};
     const int64_t main = h - h % kLanes;
@@ -385,6 +386,7 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor w, double eps) {
     float* yr = yp + r * h;
     for (int64_t i = 0; i < h; ++i) yr[i] = xr[i] * inv * wp[i];
   }
+  });
   return y;
 }
 
@@ -398,7 +400,8 @@ torch::Tensor silu_mul(torch::Tensor gate_up) {
   auto y = torch::empty(shape, gate_up.options());
   const float* gp = gate_up.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 65536 / width), [&](int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
     const float* g = gp + r * width;
     const float* u = g + half;
     float* yr = yp + r * half;
@@ -409,6 +412,7 @@ torch::Tensor silu_mul(torch::Tensor gate_up) {
       yr[i] = g[i] * sig * u[i];
     }
   }
+  });
   return y;
 }
 
