@@ -19,6 +19,13 @@ def _utc(moment: datetime) -> datetime:
 
 
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+# How an SSE route declares its 200 in the OpenAPI document (FastAPI would say application/json).
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Server-Sent Events",
+          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+}
+
 # Numbers and flags in request bodies are strict: "5", 5.0 or true are not the integer 5, as the
 # schema says. Budgets stop where a 64-bit column does not.
 MAX_TOKEN_BUDGET = 10**15

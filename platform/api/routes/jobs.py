@@ -16,7 +16,7 @@ from corral.core.db import Corpus, Job, JobState, session_scope
 from corral.core.services import count_jobs, get_job, item_counts, list_items, list_jobs
 from corral.platform.api.auth import IngestCaller, ReadCaller
 from corral.platform.api.deps import SessionDep
-from corral.platform.api.schemas import JobDetailOut, JobItemOut, JobOut, Page
+from corral.platform.api.schemas import EVENT_STREAM, JobDetailOut, JobItemOut, JobOut, Page
 from corral.platform.jobs import cancel_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -108,7 +108,7 @@ async def _follow_job(job_id: str, workspace_id: int, first: dict[str, Any]
         data = await run_in_threadpool(_snapshot, job_id, workspace_id)
 
 
-@router.get("/{job_id}/events")
+@router.get("/{job_id}/events", responses=EVENT_STREAM, response_class=EventSourceResponse)
 async def job_events(job_id: str, caller: ReadCaller, session: SessionDep) -> EventSourceResponse:
     """The job's progress as Server-Sent Events: a ``progress`` event (state, phase, done, total,
     failed, skipped, per-document item counts) whenever it changes, then one ``final`` with the

@@ -25,6 +25,7 @@ from corral.platform.api.auth import AskCaller, ReadCaller
 from corral.platform.api.deps import IdempotencyKeyHeader, SessionDep
 from corral.platform.api.ratelimit import check_tokens
 from corral.platform.api.schemas import (
+    EVENT_STREAM,
     AskRequest,
     FeedbackOut,
     FeedbackRequest,
@@ -139,7 +140,7 @@ def _start(after: int | None, last_event_id: str | None) -> int:
     return max(after or 0, resumed)
 
 
-@router.get("/runs/{run_id}/events")
+@router.get("/runs/{run_id}/events", responses=EVENT_STREAM, response_class=EventSourceResponse)
 async def run_events(
     run_id: str, caller: ReadCaller, session: SessionDep,
     after: Annotated[int | None, Query(ge=0, description="Replay the events after this seq")] = None,
