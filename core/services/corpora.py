@@ -15,24 +15,23 @@ DEFAULT_WORKSPACE = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def validate_corpus_name(name: str) -> str:
-    """Return ``name`` if it is 1-64 characters of letters, digits, ``.``, ``_``, ``-``."""
+def _valid_name(kind: str, name: str) -> str:
     if not _NAME.fullmatch(name or ""):
         raise InvalidInputError(
-            f"invalid corpus name {name[:80]!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            f"invalid {kind} name {name[:80]!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name
+
+
+def validate_corpus_name(name: str) -> str:
+    """Return ``name`` if it is 1-64 characters of letters, digits, ``.``, ``_``, ``-``."""
+    return _valid_name("corpus", name)
 
 
 def validate_workspace_name(name: str) -> str:
     """Return ``name`` if it is a valid workspace name (same rule as corpus names)."""
-    if not _NAME.fullmatch(name or ""):
-        raise InvalidInputError(
-            f"invalid workspace name {name[:80]!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
+    return _valid_name("workspace", name)
 
 
 def find_workspace(session: Session, name: str) -> Workspace | None:

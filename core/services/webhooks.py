@@ -22,7 +22,6 @@ embedded in IPv6 included, unless the host is listed in ``CORRAL_WEBHOOK_ALLOWED
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import socket
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from corral.core.db import Corpus, Job, Webhook, WebhookDelivery
 from corral.core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from corral.core.netaddr import non_public_reason
 
 __all__ = [
     "EVENTS", "MAX_WEBHOOKS", "Target", "check_target", "claim_due", "count_deliveries",
@@ -48,7 +48,6 @@ MAX_PAGE = 1000
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def _now() -> datetime:
@@ -66,23 +65,6 @@ class Target:
 
     def __init__(self, url: str, scheme: str, host: str, port: int, addresses: list[str]) -> None:
         self.url, self.scheme, self.host, self.port, self.addresses = url, scheme, host, port, addresses
-
-
-def _non_public(address: str) -> str | None:
-    """Why ``address`` must not be sent to, or ``None`` for a public address."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return _non_public(str(embedded))
-    for flag, reason in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
-                         ("is_link_local", "link-local"), ("is_multicast", "multicast"),
-                         ("is_private", "private"), ("is_reserved", "reserved")):
-        if getattr(ip, flag):
-            return reason
-    return None if ip.is_global else "non-public"
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -115,7 +97,7 @@ def check_target(url: str, allowed_hosts: Sequence[str]) -> Target:
         raise InvalidInputError(f"webhook host {host[:200]!r} does not resolve") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
-        reason = _non_public(address)
+        reason = non_public_reason(address)
         if reason is not None:
             raise PermissionDeniedError(
                 f"webhook host {host[:200]!r} resolves to a {reason} address ({address}): sending "

@@ -19,7 +19,6 @@ and ports exist. The details go to the log.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 from collections.abc import Sequence
@@ -27,11 +26,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from corral.core.errors import IngestError, PermissionDeniedError
+from corral.core.netaddr import non_public_reason
 
 __all__ = ["RemoteHost", "check_remote", "remote_host", "unreachable"]
 
 _SCP_HOST = re.compile(r"^(?:[^@/]+@)?(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
 
 
@@ -69,24 +68,6 @@ def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _non_public(address: str) -> str | None:
-    """Why ``address`` must not be fetched from, or ``None`` when it is a public address."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or (ip.sixtofour if ip.sixtofour else None) or (
-            ip.teredo[1] if ip.teredo else None)
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return _non_public(str(embedded))
-    for flag, reason in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
-                         ("is_link_local", "link-local"), ("is_multicast", "multicast"),
-                         ("is_private", "private"), ("is_reserved", "reserved")):
-        if getattr(ip, flag):
-            return reason
-    return None if ip.is_global else "not public"
-
-
 def check_remote(url: str, shown_url: str, allowed_hosts: Sequence[str], *,
                  must_resolve: bool) -> tuple[RemoteHost, list[str]] | None:
     """Refuse a git URL whose host is not public; its host and the addresses checked.
@@ -109,7 +90,7 @@ def check_remote(url: str, shown_url: str, allowed_hosts: Sequence[str], *,
             raise IngestError(unreachable(shown_url)) from None
         return remote, []
     for address in addresses:
-        reason = _non_public(address)
+        reason = non_public_reason(address)
         if reason is not None:
             raise PermissionDeniedError(
                 f"git host {remote.host[:200]!r} resolves to a {reason} address ({address}): "
