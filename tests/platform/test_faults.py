@@ -5,17 +5,16 @@ Running the same ingest again changes nothing."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+
+from tests.platform.conftest import enter_server_mode, start_worker, stop_worker
 
 pytestmark = pytest.mark.services
 BIN = Path(sys.executable).parent
@@ -25,49 +24,13 @@ N_FILES = 24
 @pytest.fixture
 def server_env(
     corral_env: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str, redis_url: str,
-    chroma_server: int, reset_caches: Callable[[], None],
+    chroma_server: int,
 ) -> dict[str, str]:
-    values = {
-        "CORRAL_MODE": "server",
-        "CORRAL_DATABASE_URL": postgres_url,
-        "CORRAL_REDIS_URL": redis_url,
-        "CORRAL_CHROMA_HOST": "127.0.0.1",
-        "CORRAL_CHROMA_PORT": str(chroma_server),
-        "CORRAL_INGEST_QUEUE": f"ingest-faults-{uuid.uuid4().hex[:8]}",
-        # One document per batch task, so the job is many tasks long and can be killed mid-way;
-        # a short heartbeat period, so the watchdog notices a dead worker within seconds.
-        "CORRAL_INGEST_BATCH_SIZE": "1",
-        "CORRAL_JOB_STALE_SECONDS": "4",
-        "CORRAL_JOB_MAX_ATTEMPTS": "5",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    reset_caches()
-    upgrade = subprocess.run([str(BIN / "corral"), "db", "upgrade"], env={**os.environ},
-                             capture_output=True, text=True, timeout=120)
-    assert upgrade.returncode == 0, upgrade.stderr
-    return {**os.environ}
-
-
-def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([str(BIN / "corral"), "worker", "--loglevel", "INFO"], env=env,
-                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "ready." not in log_path.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"worker did not start:\n{log_path.read_text()}")
-        time.sleep(0.3)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+    # One document per batch task, so the job is many tasks long and can be killed mid-way; a short
+    # heartbeat period, so the watchdog notices a dead worker within seconds.
+    return enter_server_mode(monkeypatch, postgres_url, redis_url, chroma_server,
+                             CORRAL_INGEST_BATCH_SIZE="1", CORRAL_JOB_STALE_SECONDS="4",
+                             CORRAL_JOB_MAX_ATTEMPTS="5")
 
 
 def _wait(job_id: str, until: Callable[[object], bool], timeout: float, log: Path) -> object:
@@ -112,14 +75,14 @@ def test_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
             f"# Note {i}\n\nThe token for note {i} is zq{i}marker. " + "Filler sentence. " * 40 + "\n")
 
     log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
-    worker_a = _start_worker(server_env, log_a)
+    worker_a = start_worker(server_env, log_a)
     try:
         job_id = submit_ingest("kb", PathSpec(root))
         _wait(job_id, lambda j: j.done >= 4, 120, log_a)  # type: ignore[attr-defined]
         worker_a.send_signal(signal.SIGKILL)
         worker_a.wait(timeout=30)
     finally:
-        _stop(worker_a)
+        stop_worker(worker_a)
     from corral.core.db import session_scope
     from corral.core.services import get_job
 
@@ -127,7 +90,7 @@ def test_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
         killed_at = get_job(s, job_id).done
     assert killed_at < N_FILES, "the job finished before the worker was killed: make it longer"
 
-    worker_b = _start_worker(server_env, log_b)
+    worker_b = start_worker(server_env, log_b)
     try:
         job = _wait(job_id, lambda j: j.state.finished, 240, log_b)  # type: ignore[attr-defined]
         assert job.state is JobState.SUCCEEDED, (job.error, log_b.read_text()[-4000:])  # type: ignore[attr-defined]
@@ -158,4 +121,4 @@ def test_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
         assert again.result["unchanged"] == N_FILES and again.result["indexed"] == 0  # type: ignore[attr-defined]
         assert _chunk_ids("kb") == (corpus_id, kb) and store.count(corpus_id) == len(kb)
     finally:
-        _stop(worker_b)
+        stop_worker(worker_b)

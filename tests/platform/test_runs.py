@@ -6,14 +6,10 @@ separate Celery agent worker over Redis and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import bearer, issue_key
-from tests.platform.conftest import free_port
+from tests.platform.conftest import enter_server_mode, free_port, start_worker, stop_worker
 
 BIN = Path(sys.executable).parent
 Event = dict[str, Any]
@@ -337,40 +333,15 @@ def _follow_testclient(c: TestClient, url: str) -> list[Event]:
 @pytest.fixture
 def agent_worker(
     allowed_roots: None, monkeypatch: pytest.MonkeyPatch, postgres_url: str, redis_url: str,
-    chroma_server: int, reset_caches: Callable[[], None], tmp_path: Path,
+    chroma_server: int, tmp_path: Path,
 ) -> Iterator[Path]:
-    suffix = uuid.uuid4().hex[:8]
-    values = {
-        "CORRAL_MODE": "server", "CORRAL_DATABASE_URL": postgres_url, "CORRAL_REDIS_URL": redis_url,
-        "CORRAL_CHROMA_HOST": "127.0.0.1", "CORRAL_CHROMA_PORT": str(chroma_server),
-        # Queues of this test's own, so nothing else on the broker takes or leaves its messages.
-        "CORRAL_INGEST_QUEUE": f"ingest-test-{suffix}", "CORRAL_AGENT_QUEUE": f"agent-test-{suffix}",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    reset_caches()
-    env = {**os.environ}
-    upgrade = subprocess.run([str(BIN / "corral"), "db", "upgrade"], env=env, capture_output=True,
-                             text=True, timeout=120)
-    assert upgrade.returncode == 0, upgrade.stderr
+    env = enter_server_mode(monkeypatch, postgres_url, redis_url, chroma_server)
     log_path = tmp_path / "worker.log"
-    proc = subprocess.Popen(
-        [str(BIN / "corral"), "worker", "-Q", f"{values['CORRAL_INGEST_QUEUE']},"
-         f"{values['CORRAL_AGENT_QUEUE']}", "--loglevel", "INFO"],
-        env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "ready." not in log_path.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"worker did not start:\n{log_path.read_text()}")
-        time.sleep(0.3)
+    proc = start_worker(env, log_path)
     try:
         yield log_path
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_worker(proc)
 
 
 @pytest.mark.services

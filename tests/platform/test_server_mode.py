@@ -4,17 +4,16 @@ server; then a question answered from what the worker indexed."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
+from tests.platform.conftest import enter_server_mode, start_worker, stop_worker
 
 pytestmark = pytest.mark.services
 BIN = Path(sys.executable).parent
@@ -23,46 +22,20 @@ BIN = Path(sys.executable).parent
 @pytest.fixture
 def server_env(
     corral_env: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str, redis_url: str,
-    chroma_server: int, reset_caches: Callable[[], None],
+    chroma_server: int,
 ) -> dict[str, str]:
-    values = {
-        "CORRAL_MODE": "server",
-        "CORRAL_DATABASE_URL": postgres_url,
-        "CORRAL_REDIS_URL": redis_url,
-        "CORRAL_CHROMA_HOST": "127.0.0.1",
-        "CORRAL_CHROMA_PORT": str(chroma_server),
-        # A queue of this test's own, so nothing else on the broker takes or leaves its messages.
-        "CORRAL_INGEST_QUEUE": f"ingest-test-{uuid.uuid4().hex[:8]}",
-        "CORRAL_AGENT_QUEUE": f"agent-test-{uuid.uuid4().hex[:8]}",
-        "CORRAL_INGEST_ALLOWED_ROOTS": f'["{corral_env.parent}"]',  # tmp_path: paths over the API
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    reset_caches()
-    return {**os.environ}
+    # tmp_path may be ingested over the API.
+    return enter_server_mode(monkeypatch, postgres_url, redis_url, chroma_server,
+                             CORRAL_INGEST_ALLOWED_ROOTS=f'["{corral_env.parent}"]')
 
 
 @pytest.fixture
 def worker(server_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    upgrade = subprocess.run([str(BIN / "corral"), "db", "upgrade"], env=server_env,
-                             capture_output=True, text=True, timeout=120)
-    assert upgrade.returncode == 0, upgrade.stderr
-    log_path = tmp_path / "worker.log"
-    proc = subprocess.Popen([str(BIN / "corral"), "worker", "--loglevel", "INFO"], env=server_env,
-                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "ready." not in log_path.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"worker did not start:\n{log_path.read_text()}")
-        time.sleep(0.3)
+    proc = start_worker(server_env, tmp_path / "worker.log")
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_worker(proc)
 
 
 def test_ingest_runs_on_a_separate_worker_over_redis_and_postgres(
