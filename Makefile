@@ -10,7 +10,17 @@ DEMO_DATA ?= $(CURDIR)/.corral-demo
 
 .PHONY: install demo test lint clean
 
-install: $(STAMP)
+# The dashboard's front-end packages (platform/web/package-lock.json), served from node_modules.
+WEB_ASSETS := platform/web/node_modules/.package-lock.json
+
+install: $(STAMP) $(WEB_ASSETS)
+
+$(WEB_ASSETS): platform/web/package.json platform/web/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix platform/web --ignore-scripts --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: the dashboard's scripts and styles are missing (install Node.js and npm)" >&2; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,4 +50,4 @@ lint: install
 	PYTHONPATH=$(FARM) $(BIN)/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) $(DEMO_DATA) build *.egg-info
+	rm -rf $(VENV) $(DEMO_DATA) build *.egg-info platform/web/node_modules
