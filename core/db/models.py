@@ -267,6 +267,8 @@ class Run(_Timestamped, Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Refreshed while a worker runs it; the watchdog fails a running run whose heartbeat stopped.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
