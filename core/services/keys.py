@@ -20,8 +20,8 @@ from corral.core.db import ApiKey, Scope, Workspace
 from corral.core.errors import InvalidInputError, NotFoundError, UnauthenticatedError
 
 __all__ = [
-    "IssuedKey", "Principal", "authenticate", "create_key", "get_key", "hash_key", "list_keys",
-    "parse_scopes", "revoke_key",
+    "IssuedKey", "Principal", "authenticate", "create_key", "get_key", "hash_key", "key_principal",
+    "list_keys", "parse_scopes", "revoke_key",
 ]
 
 _KEY = re.compile(r"^crl_[0-9a-f]{8}_[A-Za-z0-9_-]{20,64}$")
@@ -107,7 +107,17 @@ def authenticate(session: Session, secret: str) -> Principal:
     message whether the key is malformed, unknown, revoked or expired."""
     if not _KEY.fullmatch(secret or ""):
         raise UnauthenticatedError(_WRONG)
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+    return _principal(session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))))
+
+
+def key_principal(session: Session, key_id: int, prefix: str) -> Principal:
+    """The principal of the key ``key_id`` whose prefix is ``prefix`` (a dashboard session names its
+    key so, never holding the secret); :class:`UnauthenticatedError` once it is revoked or expired."""
+    key = session.get(ApiKey, key_id)
+    return _principal(key if key is not None and key.prefix == prefix else None)
+
+
+def _principal(key: ApiKey | None) -> Principal:
     now = datetime.now(UTC)
     expires = _aware(key.expires_at) if key is not None else None
     if key is None or key.revoked_at is not None or (expires is not None and expires <= now):

@@ -29,7 +29,7 @@ from corral.platform.api.ratelimit import check_request
 
 __all__ = [
     "AccessPolicy", "AdminCaller", "AskCaller", "IngestCaller", "ReadCaller", "access_policy",
-    "is_loopback", "require",
+    "is_loopback", "local_user", "require",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _touch(principal: Principal, last: datetime | None) -> None:
         session.execute(update(ApiKey).where(ApiKey.id == principal.key_id).values(last_used_at=now))
 
 
-def _local_user(request: Request) -> Principal:
+def local_user(request: Request) -> Principal:
     """The open server's one user: the default workspace, created once in its own transaction."""
     cached: Principal | None = getattr(request.app.state, "local_user", None)
     if cached is None:
@@ -117,7 +117,7 @@ def _principal(request: Request, session: SessionDep) -> Principal:
         return principal
     policy: AccessPolicy = request.app.state.access
     if policy.open:
-        principal = _local_user(request)
+        principal = local_user(request)
         request.state.principal = principal
         return principal
     raise UnauthenticatedError("this server needs an API key: send 'Authorization: Bearer crl_…' "
