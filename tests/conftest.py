@@ -67,7 +67,7 @@ def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from corral.core.config import Settings
     from corral.ingestion.tokens import load_tokenizer
 
-    folder, gguf = Settings().resolved_chat_model()
+    folder, gguf = Settings(chat_model="smollm2-135m").resolved_chat_model()
     cache = tmp_path_factory.mktemp("tokcache")
     tok = load_tokenizer(folder, gguf, cache)
     out = tmp_path_factory.mktemp("smollm2-tokenizer")

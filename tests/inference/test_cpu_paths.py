@@ -120,7 +120,7 @@ def test_an_emulated_avx2_host_runs_and_refuses_packed_bf16(tiny_chat_model: Pat
 def smollm2() -> tuple[Path, str, Any, Any]:
     from corral.core.config import Settings
 
-    folder, gguf = Settings().resolved_chat_model()
+    folder, gguf = Settings(chat_model="smollm2-135m").resolved_chat_model()
     assert gguf is not None
     tok, hf = load_hf_model(folder, gguf)
     return folder, gguf, tok, hf

@@ -248,7 +248,7 @@ def test_smollm2_gguf_greedy_text_equals_transformers() -> None:
     """The real default model: the engine (fp32) writes the same greedy answer as transformers."""
     from corral.core.config import Settings
 
-    folder, gguf = Settings().resolved_chat_model()
+    folder, gguf = Settings(chat_model="smollm2-135m").resolved_chat_model()
     tok, hf = load_hf_model(folder, gguf)
     engine = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, options=EngineOptions(weights="fp32"))
     prompt = build_prompt(engine.tokenizer, [{"role": "user", "content": "What is the capital of France?"}])

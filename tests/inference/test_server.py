@@ -519,7 +519,7 @@ def test_real_smollm2_makes_a_correct_tool_call() -> None:
     """SmolLM2-135M (the default GGUF) over HTTP: the grammar forces the format, the model fills it."""
     from corral.core.config import Settings
 
-    folder, gguf = Settings().resolved_chat_model()
+    folder, gguf = Settings(chat_model="smollm2-135m").resolved_chat_model()
     model = HFChatModel(folder, gguf)
     weather = {"type": "function", "function": {
         "name": "get_weather", "description": "Current weather for a city.",
