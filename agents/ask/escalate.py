@@ -4,16 +4,18 @@ on with the tools, then moves to the next strategy."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.ask import generate as gen
+from corral.agents.ask.fit import fit_passages
 from corral.agents.ask.plan import Plan, evidence_spans
 from corral.agents.ask.read import Read, read_passages
 from corral.agents.ask.record import Trace
+from corral.agents.backends import context_window
 from corral.agents.executor import ExecutionResult, PlanExecutor
 from corral.agents.retrieval import Passage, corpus_parts
 from corral.agents.routing import Strategy
@@ -71,8 +73,9 @@ class Escalation:
             planned = plan.reads(session, strategy)
         self._ex.turn("router", strategy=strategy.value, reads=len(planned),
                       tokens=sum(p.tokens for p in planned))
-        passages = self._noted(read_passages(self._ex, planned, plan.line_counts))
-        text = self._generate(gen.answer_messages(passages, plan.question), passages, strategy.value)
+        read = self._noted(read_passages(self._ex, planned, plan.line_counts))
+        passages, messages = self._fit(read, lambda ps: gen.answer_messages(ps, plan.question), strategy.value)
+        text = self._generate(messages, passages, strategy.value)
         evidence = list(passages) if strategy is Strategy.RETRIEVE else evidence_spans(plan.ranked, passages)
         return Answer(text, passages, evidence, strategy.value)
 
@@ -92,8 +95,9 @@ class Escalation:
         read: list[Passage] = []
         for part in parts:
             got = self._noted(read_passages(self._ex, part, plan.line_counts, first_number=len(read) + 1))
+            got, messages = self._fit(got, lambda ps: gen.map_messages(ps, plan.question), "map")
             read += got
-            note = self._generate(gen.map_messages(got, plan.question), got, "map")
+            note = self._generate(messages, got, "map")
             if not gen.says_unanswerable(note):
                 notes.append(note)
         if not notes:
@@ -133,6 +137,18 @@ class Escalation:
             self._trace.flags.append(f"{label}: possible prompt injection ({', '.join(flags)}), defanged")
             self._trace.add("screen", label=label, flags=flags)
         return read.passages
+
+    def _fit(self, passages: list[Passage], build: Callable[[Sequence[Passage]], list[dict[str, str]]],
+             label: str) -> tuple[list[Passage], list[dict[str, str]]]:
+        """The passages and messages trimmed to what the window holds beside the answer, measured as
+        the model will see them; a trim is recorded on the run (what was left out, and why)."""
+        limit = context_window(self._chat) - self._plan.options.max_new_tokens
+        fitted = fit_passages(self._chat, passages, build, limit)
+        if fitted.trimmed:
+            self._trace.add("trim", strategy=label, prompt_tokens=fitted.tokens, limit=limit,
+                            planned_tokens=fitted.planned_tokens, dropped=fitted.dropped, cut=fitted.cut,
+                            why="the rendered prompt did not fit the window beside the answer")
+        return fitted.passages, fitted.messages
 
     def _generate(self, messages: list[dict[str, str]], passages: Sequence[Passage], label: str) -> str:
         trace, max_new = self._trace, self._plan.options.max_new_tokens

@@ -3,10 +3,11 @@ done as planned calls.
 
 A planned passage that covers a whole document is read with ``read_document`` (continued with
 ``read_span`` where the tool cuts a long document short); any other passage with ``read_span`` in
-windows of at most the tool's line limit. The plan executor runs and records every call; the passages
-the model then reads are the text those calls returned (their artifacts, screened by the tools), in
-the planned order, with the planned token counts, scores and pages. A call that fails (a document
-re-indexed since the plan) is recorded and its passage left out.
+windows of at most the tool's line limit. The plan executor runs and records every call, and a call
+that fails (a document re-indexed since the plan) leaves its passage out. The passages the model then
+reads are the planned text itself, screened as the tools screen, in the planned order: chunks split
+long lines by characters while the tools read whole lines, so sending what the tools returned would
+send more than was planned (1.45x on long prose) and overflow the window.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from sqlalchemy.orm import Session, sessionmaker
 
-from corral.agents.executor import PlanExecutor
+from corral.agents.executor import PlanExecutor, screen
 from corral.agents.retrieval import Passage, Searcher
 from corral.agents.tools import CorpusReader, build_tools
 from corral.agents.tools.corpus import MAX_SPAN_LINES
@@ -71,6 +72,9 @@ def read_passages(executor: PlanExecutor, planned: Sequence[Passage], line_count
         if got is None:
             continue
         text, end, flags = got
+        if p.text:  # what was planned is what is sent (see the module's docstring)
+            shown = screen(p.text)
+            text, end, flags = shown.text, p.end_line, list(shown.flags)
         passage = Passage(first_number + len(out.passages), p.path, p.start_line, max(end, p.start_line),
                           text, p.tokens, p.score, p.page)
         out.passages.append(passage)

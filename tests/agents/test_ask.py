@@ -10,14 +10,17 @@ import pytest
 from sqlalchemy import select
 
 from corral.agents.ask import AskOptions, AskResult, Strategy, ask
+from corral.agents.ask.fit import fit_passages, prompt_tokens
+from corral.agents.ask.generate import answer_messages
 from corral.agents.backends import EngineChatModel
 from corral.agents.executor import Budget
+from corral.agents.retrieval import Passage
 from corral.core.db import Job, JobKind, JobState, Run
 from corral.core.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
 from corral.core.services import get_or_create_corpus
 from corral.inference.errors import InferenceError
 from corral.inference.generation import TextEngine
-from tests.agents.scripted import Corpora, ScriptedChat, WordSearcher, scripted
+from tests.agents.scripted import Corpora, ScriptedChat, WordSearcher, count_words, scripted
 
 HANDBOOK = {
     "handbook/shipping.md": "# Shipping\n\nParcels leave the warehouse on Tuesdays.\n",
@@ -229,3 +232,52 @@ def test_the_step_budget_ends_the_run_with_a_clear_error(corpora: Corpora) -> No
                 scripted("Some [1].", window=1024), budget=Budget(max_steps=2))
     [run] = runs(corpora)
     assert run.error and "step budget" in run.error
+
+
+def _long_paragraphs(n_docs: int, paragraphs: int, words: int) -> dict[str, str]:
+    """Prose whose paragraphs are single lines thousands of characters long (as novels are stored)."""
+    files = {}
+    for d in range(n_docs):
+        lines = []
+        for p in range(paragraphs):
+            body = " ".join(f"word{d}x{p}x{w}" for w in range(words))
+            lines.append(f"Chapter {d} paragraph {p} tells of the harbour master. {body}")
+        files[f"novels/book{d:02d}.txt"] = "\n".join(lines) + "\n"
+    files["novels/book02.txt"] += "The harbour master's cat is called Admiral Whiskers.\n"
+    return files
+
+
+def test_long_lines_send_what_was_planned_and_never_overflow(corpora: Corpora) -> None:
+    """Chunks cut long lines by characters; the tools read whole lines. What is sent is the planned
+    text, so a forced retrieve on long prose fits the window it was planned for."""
+    corpora.add("novels", _long_paragraphs(6, 12, 400))
+    chat = scripted("The cat is called Admiral Whiskers [1].", window=2048)
+    for strategy in (None, Strategy.RETRIEVE, Strategy.SCOPED_STUFF, Strategy.STUFF):
+        result = run_ask(corpora, "novels", "What is the harbour master's cat called?", chat, strategy)
+        prompt = chat.seen[-1][0]
+        sent = sum(count_words(m.text) for m in prompt)
+        assert sent + 32 <= 2048, (strategy, sent)
+        assert result.prompt_tokens <= 2048 - 32
+        # Every passage shown is the planned text: no passage grew to its whole line.
+        user = prompt[-1].text
+        assert "word0x0x399" not in user or "word0x0x0" in user
+
+
+def test_a_prompt_over_the_window_is_trimmed_least_relevant_first() -> None:
+    chat = scripted("ok", window=400)
+    passages = [Passage(n, f"doc{n}.txt", 1, 5, " ".join(["alpha"] * 120), 120, score)
+                for n, score in ((1, 0.9), (2, 0.1), (3, 0.5))]
+
+    def build(ps: Any) -> list[dict[str, str]]:
+        return answer_messages(ps, "What is alpha?")
+
+    full = prompt_tokens(chat, build(passages))
+    fitted = fit_passages(chat, passages, build, limit=full - 50)
+    assert fitted.dropped == ["doc2.txt:1-5"] and fitted.tokens <= full - 50
+    assert [p.number for p in fitted.passages] == [1, 3]  # numbers kept: citations still resolve
+    # One passage alone over the limit is cut short by lines, not dropped.
+    long = Passage(1, "long.txt", 1, 200, "".join(f"line {i} of the long text\n" for i in range(200)), 1400)
+    one = fit_passages(chat, [long], build, limit=300)
+    assert one.cut == "long.txt:1-200" and one.tokens <= 300
+    assert one.passages[0].text.startswith("line 0 ") and one.passages[0].end_line < 200
+    assert prompt_tokens(chat, one.messages) == one.tokens
