@@ -154,7 +154,10 @@ def scoped_documents(
 
 
 def whole_corpus(session: Session, corpus_id: int, budget: int | None = None) -> list[Passage]:
-    """Every indexed document whole, in path order; with ``budget``, those that fit, still in order."""
+    """Every indexed document whole, in path order; with ``budget``, the corpus read in that order up
+    to the budget: documents whole while they fit, then the first one that does not fit from its start,
+    chunk by chunk, as far as the budget goes — and no further (what is read is a prefix of the corpus,
+    never a document skipped for a later one)."""
     docs = session.scalars(
         select(Document)
         .where(Document.corpus_id == corpus_id, Document.status == DocumentStatus.INDEXED)
@@ -165,11 +168,28 @@ def whole_corpus(session: Session, corpus_id: int, budget: int | None = None) ->
     used = 0
     for d in docs:
         cost = d.token_count + HEADER_TOKENS
-        if budget is not None and used + cost > budget:
+        if budget is None or used + cost <= budget:
+            used += cost
+            out.append(Passage(len(out) + 1, d.path, 1, max(d.line_count, 1),
+                               "".join(c.text for c in d.chunks), d.token_count))
             continue
-        used += cost
-        out.append(Passage(len(out) + 1, d.path, 1, max(d.line_count, 1),
-                           "".join(c.text for c in d.chunks), d.token_count))
+        head = _head(d.chunks, budget - used - HEADER_TOKENS)
+        if head:
+            out.append(Passage(len(out) + 1, d.path, 1, head[-1].end_line, "".join(c.text for c in head),
+                               sum(c.token_count for c in head)))
+        break
+    return out
+
+
+def _head(chunks: Sequence[Chunk], budget: int) -> list[Chunk]:
+    """A document's first chunks, in order, while their tokens fit ``budget``."""
+    out: list[Chunk] = []
+    used = 0
+    for c in sorted(chunks, key=lambda c: c.ordinal):
+        if used + c.token_count > budget:
+            break
+        out.append(c)
+        used += c.token_count
     return out
 
 
