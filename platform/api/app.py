@@ -12,12 +12,14 @@ from corral.core.config import get_settings
 from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import ERROR_RESPONSES, install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
-from corral.platform.api.routes import admin, corpora, health, jobs, runs
+from corral.platform.api.routes import admin, corpora, health, jobs, observability, runs
 from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
+from corral.platform.observability.metrics import MetricsMiddleware
 from corral.platform.runs import fail_interrupted_embedded_runs
+from corral.platform.web.app import mount_dashboard
 from corral.platform.webhooks import start_webhook_runner
 
 
@@ -44,13 +46,16 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     app.state.access = access_policy(settings, bind_host or settings.api_host)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(observability.router)
     app.include_router(corpora.router, prefix="/v1")
     app.include_router(upload_routes.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
     app.include_router(runs.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
     app.include_router(webhook_routes.router, prefix="/v1")
+    mount_dashboard(app)  # the dashboard's pages under /, over the same services
     app.add_middleware(BodyLimitMiddleware, limit=settings.api_max_body_bytes,
                        upload_limit=settings.upload_max_bytes)
     app.add_middleware(HostCheckMiddleware, allowed_hosts=app.state.access.allowed_hosts)
+    app.add_middleware(MetricsMiddleware)  # outermost: counts refusals by the others too
     return app

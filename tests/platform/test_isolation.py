@@ -24,7 +24,10 @@ from tests.conftest import bearer, clear_caches, issue_key, wait_for_job
 
 BASE = "http://127.0.0.1"
 # Routes anyone may call without a key: the probes and the API's own description.
-PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                # The dashboard's way in and out, and its scripts and styles: no page behind them. Its
+                # pages check the session cookie; tests/platform/web/test_web_access.py walks them all.
+                "/signin", "/signout", "/static/{name}"}
 # Operations that, given another workspace's corpus name, act on a corpus of that name in the
 # caller's own workspace (corpus names are per workspace): they answer 2xx and must leave B's alone.
 CREATES_IN_CALLERS_WORKSPACE = {"POST /v1/corpora/{name}/ingest", "POST /v1/corpora/{name}/documents"}
