@@ -92,9 +92,11 @@ class Settings(BaseSettings):
     # (a trusted internal server); every other host must have public addresses only (SSRF).
     git_allowed_hosts: list[str] = Field(default_factory=list)
     # Ingest jobs: documents per batch task; a job whose heartbeat is older than job_stale_seconds is
-    # requeued by the watchdog, at most job_max_attempts times, then failed.
+    # requeued by the watchdog, at most job_max_attempts times, then failed (a run silent that long
+    # fails). Work beats every quarter of it and the watchdog looks every half, so a killed worker's
+    # work is taken up again within 1.5x of it: 45 s by default.
     ingest_batch_size: int = Field(default=32, ge=1, le=10_000)
-    job_stale_seconds: float = Field(default=300.0, ge=1.0)
+    job_stale_seconds: float = Field(default=30.0, ge=1.0)
     job_max_attempts: int = Field(default=3, ge=1, le=100)
 
     # Retrieval.
@@ -151,6 +153,12 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=20.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    # Observability: `corral worker` serves Prometheus metrics on this port (none: off), on a bind of
+    # its own (loopback by default: expose it to the scraper only). /readyz waits this long per check.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    readiness_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
     # OpenAI-compatible inference server (`corral inference serve`). Backend "auto" serves the
     # embedded engine when it can load the model, else the transformers reference.

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from corral.core.db import Corpus, Document, Job, JobKind, JobState, Source
 from corral.core.db.models import JobItem, Run
 from corral.core.errors import ConflictError, NotFoundError
+from corral.core.services.liveness import record_watchdog
 from corral.core.services.webhooks import enqueue_event, job_event
 
 __all__ = [
@@ -276,10 +277,11 @@ def reap_stale_jobs(
     creation for a job never started) is older than ``stale_after`` seconds.
 
     Each such job gets a fresh heartbeat (so it is not reaped again before the new attempt has had
-    time to run) and is requeued. A running job uses up an attempt each time it is requeued without
-    having made progress since the last time; out of attempts, it fails with why. A queued job is
-    only sent again. Cancel-requested jobs are finished as cancelled. The caller queues the
-    ``requeue`` ids after this session commits.
+    time to run) and is requeued (a queued one only after ``2 * stale_after``). A running job uses
+    up an attempt each time it is requeued without having made progress since the last time; out
+    of attempts, it fails with why. A queued job is only sent again. Cancel-requested jobs are
+    finished as cancelled. Each decision is recorded on the job (``params["watchdog"]``). The
+    caller queues the ``requeue`` ids after this session commits.
     """
     now = now or _now()
     cutoff = now - timedelta(seconds=stale_after)
@@ -296,13 +298,19 @@ def reap_stale_jobs(
         if last >= cutoff:  # SQLite compares naive strings; re-check with real datetimes
             continue
         if job.cancel_requested:
+            job.params = record_watchdog(job.params, "cancelled", "cancel requested and no "
+                                         f"heartbeat for {stale_after:.0f}s", now)
             cancel_now(session, job, "its worker stopped before finishing")
             continue
+        if job.state is JobState.QUEUED and last >= now - timedelta(seconds=2 * stale_after):
+            continue  # a queued job waits twice as long: a long queue is not a lost message
         job.heartbeat_at = now
         requeue.append(job.id)
         if job.state is JobState.QUEUED:
             # Never started: waiting behind other work, or its message was lost with the broker.
             # Sending it again is harmless (tasks are idempotent); it does not use up attempts.
+            job.params = record_watchdog(job.params, "requeued", "still queued after "
+                                         f"{stale_after:.0f}s: its message may have been lost", now)
             continue
         # Attempts count requeues without progress: a job that moves between requeues (e.g. one
         # waiting in a long queue between batches) is not failing.
@@ -311,6 +319,8 @@ def reap_stale_jobs(
         job.params = {**job.params, "watchdog_done": job.done}
         if job.attempts + 1 >= max_attempts:
             requeue.pop()
+            job.params = record_watchdog(job.params, "failed", f"no heartbeat for {stale_after:.0f}s "
+                                         f"and no progress after {job.attempts + 1} attempts", now)
             finish_job(
                 session, job, JobState.FAILED, result=job.result,
                 error=(f"no heartbeat for {stale_after:.0f}s and no progress after "
@@ -319,4 +329,6 @@ def reap_stale_jobs(
             failed.append(job.id)
             continue
         job.attempts += 1
+        job.params = record_watchdog(job.params, "requeued", f"no heartbeat for {stale_after:.0f}s "
+                                     f"(attempt {job.attempts} of {max_attempts})", now)
     return StaleJobs(requeue=requeue, failed=failed)

@@ -9,7 +9,10 @@ workspace: another workspace's run is not found, with the same message as a miss
 A run a dead process left ``queued`` or ``running`` does not stay stuck: an embedded server fails
 them at start-up (:func:`fail_interrupted_runs`), an agent worker that gets a run redelivered after
 its previous worker was lost fails it with the reason (:func:`claim_run`), and
-:func:`fail_stale_runs` fails runs running far past any budget.
+:func:`fail_stale_runs` fails runs running far past any budget. While a worker runs a run it beats
+(:func:`beat_run`); :func:`reap_stale_runs` — the runs' watchdog — fails a running run whose heartbeat
+stopped (a run cannot resume half-generated) and sends a queued one whose message may have been lost
+again; each decision is recorded on the run (``params["watchdog"]``).
 """
 
 from __future__ import annotations
@@ -19,18 +22,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from corral.core.db import Corpus, Feedback, Run, RunEvent, RunState
 from corral.core.errors import ConflictError, InvalidInputError, NotFoundError
+from corral.core.services.liveness import record_watchdog
 from corral.core.services.webhooks import enqueue_event
 
 __all__ = [
     "FINAL",
     "RunPage",
+    "StaleRuns",
     "add_feedback",
     "append_event",
+    "beat_run",
     "cancel_requested",
     "claim_run",
     "create_run",
@@ -40,6 +46,7 @@ __all__ = [
     "finish_run",
     "get_run",
     "list_runs",
+    "reap_stale_runs",
     "request_run_cancel",
 ]
 
@@ -156,7 +163,7 @@ def claim_run(session: Session, run_id: str, *, redelivered: bool = False) -> Ru
                    error="interrupted: the agent worker running it stopped; ask again")
         return None
     run.state = RunState.RUNNING
-    run.started_at = _now()
+    run.started_at = run.heartbeat_at = _now()
     append_event(session, run.id, "state", {"state": RunState.RUNNING.value})
     return run
 
@@ -244,3 +251,64 @@ def fail_stale_runs(session: Session, *, older_than_s: float, now: datetime | No
     return _fail_all(session, runs, f"no result {older_than_s:.0f}s after it started: its worker "
                      "stopped; ask again", "interrupted")
 
+
+
+def beat_run(session: Session, run_id: str) -> bool:
+    """Refresh a running run's heartbeat; ``False`` when it is not running (nothing to keep alive)."""
+    beat = session.execute(
+        update(Run).where(Run.id == run_id, Run.state == RunState.RUNNING).values(heartbeat_at=_now()))
+    return bool(getattr(beat, "rowcount", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRuns:
+    resend: list[str]  # queued runs to send to an agent worker again
+    failed: list[str]  # running runs whose worker stopped, now failed
+
+
+def reap_stale_runs(session: Session, *, stale_after: float, now: datetime | None = None) -> StaleRuns:
+    """The runs' watchdog, its decisions recorded on each run:
+
+    - a ``running`` run whose heartbeat (or start) is older than ``stale_after`` seconds lost its
+      worker: it fails with the reason (``error_type`` ``interrupted``), or is cancelled if that was
+      asked;
+    - a ``queued`` run older than ``2 * stale_after`` whose last send is as old may have lost its
+      message with the broker: it is sent again (claiming is idempotent: a second message for a run
+      already claimed does nothing) and its heartbeat set, so it is re-sent once per period.
+
+    Rows are claimed with ``SKIP LOCKED``: several watchdogs at once each act on a run once. The
+    caller sends ``resend`` after this session commits.
+    """
+    now = now or _now()
+    cutoff = now - timedelta(seconds=stale_after)
+    queued_cutoff = now - timedelta(seconds=2 * stale_after)
+    rows = session.scalars(select(Run).where(
+        ((Run.state == RunState.RUNNING) & (func.coalesce(Run.heartbeat_at, Run.started_at) < cutoff))
+        | ((Run.state == RunState.QUEUED)
+           & (func.coalesce(Run.heartbeat_at, Run.created_at) < queued_cutoff))
+    ).with_for_update(skip_locked=True)).all()
+    resend: list[str] = []
+    failed: list[str] = []
+    for run in rows:
+        if run.state is RunState.RUNNING:
+            last = _aware(run.heartbeat_at or run.started_at or run.created_at)
+            if last >= cutoff:  # SQLite compares naive strings; re-check with real datetimes
+                continue
+            reason = (f"interrupted: no heartbeat from its agent worker for {stale_after:.0f}s "
+                      "(the worker stopped); ask again")
+            run.params = record_watchdog(run.params, "failed", reason, now)
+            _fail_all(session, [run], reason, "interrupted")
+            failed.append(run.id)
+        else:
+            if _aware(run.heartbeat_at or run.created_at) >= queued_cutoff:
+                continue
+            run.heartbeat_at = now
+            run.params = record_watchdog(run.params, "resent", "still queued: its message may have "
+                                         "been lost with the broker", now)
+            resend.append(run.id)
+    return StaleRuns(resend=resend, failed=failed)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time we store is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

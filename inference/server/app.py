@@ -58,6 +58,12 @@ def create_inference_app(
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "models": sorted(services)}
 
+    @app.get("/readyz")
+    def readyz() -> dict[str, Any]:
+        # The engines are loaded before the app exists (nothing loads here), and this server
+        # depends on nothing else: answering at all means every model is ready to generate.
+        return {"status": "ready", "models": sorted(services)}
+
     @app.get("/v1/models")
     def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(n, s, created) for n, s in services.items()]}

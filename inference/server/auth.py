@@ -1,6 +1,6 @@
 """An ASGI guard demanding ``Authorization: Bearer <key>`` when the server is given a key.
 
-Every path but ``/healthz`` (the liveness probe) needs it, ``/metrics`` included: model names and
+Every path but ``/healthz`` and ``/readyz`` (the probes) needs it, ``/metrics`` included: model names and
 traffic are not for anyone who can reach the port. The key is compared in constant time.
 """
 
@@ -15,7 +15,7 @@ from corral.inference.server.errors import error_body
 
 __all__ = ["ApiKeyGuard"]
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 class ApiKeyGuard:

@@ -9,7 +9,12 @@ from corral.ingestion.pipeline.batch import (
     fail_batch,
     index_batch,
 )
-from corral.ingestion.pipeline.configured import configured_services, run_batch, run_job
+from corral.ingestion.pipeline.configured import (
+    configured_services,
+    heartbeat_seconds,
+    run_batch,
+    run_job,
+)
 from corral.ingestion.pipeline.finish import finish_if_done
 from corral.ingestion.pipeline.jobs import Dispatch, fail_job, run_ingest_job
 from corral.ingestion.pipeline.plan import plan_job
@@ -35,6 +40,7 @@ __all__ = [
     "fail_batch",
     "fail_job",
     "finish_if_done",
+    "heartbeat_seconds",
     "index_batch",
     "plan_job",
     "run_batch",

@@ -13,6 +13,10 @@ the same ids, and overwrites what (1) wrote. Items already finished are never re
 A document that cannot be read, parsed or chunked is recorded as skipped or failed with the reason
 and the batch goes on; errors that concern the batch as a whole (the database or vector store
 unreachable, the embedding model broken) propagate, for the task to retry.
+
+A cancel does not wait for the batch to end: between documents, and between groups of chunks while
+embedding, a :class:`~corral.ingestion.pipeline.checkpoint.Checkpoint` looks for it (beating the
+job's heartbeat as it goes). What was read and embedded by then is written; the rest is cancelled.
 """
 
 from __future__ import annotations
@@ -32,15 +36,20 @@ from corral.core.services.jobs import heartbeat
 from corral.ingestion.chunking import Span, chunk_document
 from corral.ingestion.embedding import EmbedStats, content_hash, embed_deduplicated
 from corral.ingestion.parsing.read import ParsedDocument, Rejected, parse_document
+from corral.ingestion.pipeline.checkpoint import Checkpoint
 from corral.ingestion.pipeline.services import IngestServices
 from corral.ingestion.sources.base import DocumentTooLargeError, SourceDocument, SourceProblem
 from corral.ingestion.sources.spec import open_spec, spec_from_params
 
-__all__ = ["MAX_ITEM_ATTEMPTS", "BatchResult", "chunk_id", "fail_batch", "index_batch"]
+__all__ = ["EMBED_GROUP", "MAX_ITEM_ATTEMPTS", "BatchResult", "chunk_id", "fail_batch", "index_batch"]
 
 log = logging.getLogger(__name__)
 _MAX_ERROR_CHARS = 2000
 MAX_ITEM_ATTEMPTS = 3
+# Chunks embedded between two looks for a cancel: big enough to batch well on the model, small
+# enough (seconds on a CPU) that a cancel of a batch holding one huge document is prompt.
+EMBED_GROUP = 256
+_CANCELLED = "job cancelled"
 
 
 def chunk_id(corpus_id: int, path: str, document_hash: str, ordinal: int) -> str:
@@ -78,7 +87,7 @@ def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResul
             select(JobItem.path).where(JobItem.job_id == job_id, JobItem.batch == batch,
                                        JobItem.state == ItemState.PENDING).order_by(JobItem.path)))
         if job.cancel_requested:
-            _mark(session, job_id, batch, paths, ItemState.CANCELLED, "job cancelled")
+            _mark(session, job_id, batch, paths, ItemState.CANCELLED, _CANCELLED)
             return BatchResult(documents=len(paths))
         # A document whose batch was started this often and never finished takes its worker down
         # (a parser crash, memory): it fails alone instead of stopping the job forever.
@@ -110,15 +119,26 @@ def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResul
             for d in session.scalars(select(Document).where(
                 Document.corpus_id == corpus_id, Document.path.in_(paths)))
         }
+    check = Checkpoint(sf, job_id, services.checkpoint_seconds)
     if not retrying:
-        outcomes = [_read_one(services, source.open_document(p), known_docs.get(p)) for p in paths]
-        return _write(services, job_id, batch, corpus_id, source_id, outcomes)
+        outcomes: list[_Outcome] = []
+        for p in paths:
+            if check.cancelled():
+                break
+            outcomes.append(_read_one(services, source.open_document(p), known_docs.get(p)))
+        return _write(services, job_id, batch, corpus_id, source_id, outcomes, check,
+                      unread=paths[len(outcomes):])
     total = BatchResult(last_path=paths[-1] if paths else "")
-    for path in paths:
+    for n, path in enumerate(paths):
+        if check.cancelled():
+            with sf.begin() as session:
+                _mark(session, job_id, batch, paths[n:], ItemState.CANCELLED, _CANCELLED)
+            total.documents += len(paths) - n
+            break
         with sf.begin() as session:
             _count_attempt(session, job_id, batch, [path])
         one = _write(services, job_id, batch, corpus_id, source_id,
-                     [_read_one(services, source.open_document(path), known_docs.get(path))])
+                     [_read_one(services, source.open_document(path), known_docs.get(path))], check)
         total.documents += one.documents
         total.chunks += one.chunks
         total.failed += one.failed
@@ -185,16 +205,48 @@ def _known_vectors(services: IngestServices, corpus_id: int, hashes: list[str]) 
     return {by_id[cid]: vec for cid, vec in vectors.items()}
 
 
+def _embed(
+    services: IngestServices, corpus_id: int, outcomes: list[_Outcome], check: Checkpoint | None,
+    stats: EmbedStats,
+) -> tuple[int, list[list[float]]]:
+    """Embed the indexed outcomes' chunks in groups of :data:`EMBED_GROUP`, looking for a cancel
+    between groups. Returns how many leading outcomes were embedded whole, and their vectors."""
+    indexed = [o.spans if o.state == ItemState.INDEXED and o.parsed is not None else []
+               for o in outcomes]
+    texts = [span.text for spans in indexed for span in spans]
+    hashes = [content_hash(t) for t in texts]
+    known = _known_vectors(services, corpus_id, hashes)
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), EMBED_GROUP):
+        if start and check is not None and check.cancelled():
+            break
+        group = embed_deduplicated(services.embedder, texts[start : start + EMBED_GROUP],
+                                   hashes[start : start + EMBED_GROUP], known, stats)
+        known.update(zip(hashes[start : start + EMBED_GROUP], group, strict=True))  # later groups reuse
+        vectors.extend(group)
+    covered = end = 0
+    for spans in indexed:  # the outcomes all of whose chunks have vectors, in order
+        if end + len(spans) > len(vectors):
+            break
+        end += len(spans)
+        covered += 1
+    return covered, vectors[:end]
+
+
 def _write(
     services: IngestServices, job_id: str, batch: int, corpus_id: int, source_id: int | None,
-    outcomes: list[_Outcome],
+    outcomes: list[_Outcome], check: Checkpoint | None = None, unread: list[str] | None = None,
 ) -> BatchResult:
-    result = BatchResult(documents=len(outcomes), last_path=outcomes[-1].path if outcomes else "")
+    """Embed and write ``outcomes``; the documents a cancel kept from being embedded, and the
+    ``unread`` paths, are recorded as cancelled."""
+    result = BatchResult(documents=len(outcomes) + len(unread or []),
+                         last_path=outcomes[-1].path if outcomes else "")
+    covered, vectors = _embed(services, corpus_id, outcomes, check, result.embed)
+    cancelled = [o.path for o in outcomes[covered:]] + list(unread or [])
+    outcomes = outcomes[:covered]
     indexed = [o for o in outcomes if o.state == ItemState.INDEXED and o.parsed is not None]
     texts = [span.text for o in indexed for span in o.spans]
     hashes = [content_hash(t) for t in texts]
-    vectors = embed_deduplicated(services.embedder, texts, hashes,
-                                 _known_vectors(services, corpus_id, hashes), result.embed)
     chunk_tokens = services.token_counter.count(texts)
     doc_tokens = services.token_counter.count([o.parsed.text for o in indexed if o.parsed])
 
@@ -256,6 +308,8 @@ def _write(
         by_outcome: dict[tuple[str, str | None], list[str]] = {}
         for o in outcomes:
             by_outcome.setdefault((o.state, o.error), []).append(o.path)
+        if cancelled:
+            by_outcome[(ItemState.CANCELLED, _CANCELLED)] = cancelled
         for (state, error), item_paths in by_outcome.items():
             session.execute(update(JobItem).where(JobItem.job_id == job_id,
                                                   JobItem.path.in_(item_paths))

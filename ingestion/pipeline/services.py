@@ -23,3 +23,5 @@ class IngestServices:
     max_file_bytes: int
     chunk_chars: int
     batch_size: int = 32
+    # How often, at most, a batch asks between documents whether its job was cancelled.
+    checkpoint_seconds: float = 1.0

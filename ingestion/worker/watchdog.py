@@ -19,10 +19,12 @@ from corral.core.config import get_settings
 from corral.core.db import session_scope
 from corral.core.services import StaleJobs, reap_stale_jobs
 
-__all__ = ["run_watchdog", "start_watchdog_thread"]
+__all__ = ["ACTION_HOOKS", "run_watchdog", "start_watchdog_thread"]
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
+# Told (kind "job", action "requeued" | "failed") of every decision, e.g. to count it in metrics.
+ACTION_HOOKS: list[Callable[[str, str], None]] = []
 
 
 def run_watchdog(send: Callable[[str], None]) -> StaleJobs:
@@ -33,10 +35,20 @@ def run_watchdog(send: Callable[[str], None]) -> StaleJobs:
                                 max_attempts=settings.job_max_attempts)
     for job_id in stale.requeue:
         log.warning("job %s stopped heartbeating: requeued", job_id)
+        _tell("requeued")
         send(job_id)
     for job_id in stale.failed:
         log.error("job %s stopped heartbeating too often: failed", job_id)
+        _tell("failed")
     return stale
+
+
+def _tell(action: str) -> None:
+    for hook in ACTION_HOOKS:
+        try:
+            hook("job", action)
+        except Exception as exc:
+            log.warning("watchdog hook failed: %r", exc)
 
 
 def start_watchdog_thread(send: Callable[[str], None]) -> threading.Thread:

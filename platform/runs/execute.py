@@ -21,7 +21,9 @@ from corral.core.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from corral.core.services.runs import claim_run, finish_run
+from corral.core.services.liveness import beating
+from corral.core.services.runs import beat_run, claim_run, finish_run
+from corral.ingestion.pipeline import heartbeat_seconds
 from corral.platform.composition import answer
 
 __all__ = ["ERROR_TYPES", "error_for", "execute_run", "settle_run"]
@@ -67,8 +69,11 @@ def execute_run(run_id: str, *, redelivered: bool = False) -> RunState | None:
         corpus_name, workspace_name = corpus.name, workspace.name
     strategy = Strategy(params["strategy"]) if params.get("strategy") else None
     try:
-        result = answer(corpus_name, question, strategy, agent=bool(params.get("agent")),
-                        workspace=workspace_name, run_id=run_id)
+        # The run beats while it is answered: a worker killed mid-run is found by the runs' watchdog
+        # within CORRAL_JOB_STALE_SECONDS, instead of staying "running" until the broker redelivers.
+        with beating(lambda: _beat(run_id), heartbeat_seconds(), f"run-{run_id[:8]}"):
+            result = answer(corpus_name, question, strategy, agent=bool(params.get("agent")),
+                            workspace=workspace_name, run_id=run_id)
         _charge(params.get("key_id"), result.prompt_tokens + result.completion_tokens)
     except RunCancelled as exc:
         return settle_run(run_id, RunState.CANCELLED, str(exc), "cancelled")
@@ -78,6 +83,11 @@ def execute_run(run_id: str, *, redelivered: bool = False) -> RunState | None:
         log.exception("run %s failed", run_id)
         return settle_run(run_id, RunState.FAILED, f"the run failed: {exc!r}", "error")
     return settle_run(run_id, RunState.SUCCEEDED, None, None)
+
+
+def _beat(run_id: str) -> None:
+    with session_scope() as session:
+        beat_run(session, run_id)
 
 
 def _charge(key_id: int | None, tokens: int) -> None:

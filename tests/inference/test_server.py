@@ -408,6 +408,8 @@ def test_an_api_key_is_required_when_configured(tiny_chat_model: Path) -> None:
         assert httpx.get(f"{url}/v1/models").status_code == 401
         assert httpx.get(f"{url}/metrics").status_code == 401
         assert httpx.get(f"{url}/healthz").status_code == 200  # the liveness probe stays open
+        ready = httpx.get(f"{url}/readyz")  # and so does the readiness probe, naming only models
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "models": ["tiny"]}
         # Refused before the body is read: a huge body without the key is a 401, not a 413.
         assert httpx.post(chat, content=b"x" * (2 * 1024 * 1024)).status_code == 401
         with openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as c:

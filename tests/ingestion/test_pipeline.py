@@ -247,3 +247,69 @@ def test_a_document_that_kills_its_worker_fails_alone_after_a_few_attempts(
             JobItem.job_id == job_id))}
     assert items["kb/doc0.md"][0] == "indexed"
     assert items["kb/doc1.md"][0] == "failed" and "interrupted" in (items["kb/doc1.md"][1] or "")
+
+
+def _cancel(job_id: str) -> None:
+    with session_scope() as s:
+        request_cancel(s, job_id)
+
+
+def test_cancel_stops_a_batch_between_documents(
+    services: IngestServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.ingestion.pipeline import batch as batch_module
+
+    root = _tree(tmp_path / "kb", 6)
+    job_id = _job("kb", root)
+    one_batch = dataclasses.replace(services, batch_size=32, checkpoint_seconds=0.0)
+    read_one = batch_module._read_one
+    seen: list[str] = []
+
+    def read_then_cancel(*args: Any) -> Any:
+        outcome = read_one(*args)
+        seen.append(outcome.path)
+        if len(seen) == 2:
+            _cancel(job_id)
+        return outcome
+
+    monkeypatch.setattr(batch_module, "_read_one", read_then_cancel)
+    assert run_ingest_job(one_batch, job_id) is JobState.CANCELLED
+    assert len(seen) == 2  # the other four were never read
+    with session_scope() as s:
+        states = {i.path: i.state for i in s.scalars(select(JobItem).where(JobItem.job_id == job_id))}
+        job = get_job(s, job_id)
+        assert job.error == "cancelled while running after 2 of 6 documents"
+    assert sorted(p for p, st in states.items() if st == "indexed") == ["kb/doc0.md", "kb/doc1.md"]
+    assert sum(st == "cancelled" for st in states.values()) == 4
+    ids, chroma, _ = _state("kb")
+    assert ids == chroma and ids  # what was written is whole in SQL and Chroma alike
+
+
+def test_cancel_stops_inside_a_long_document_between_embedding_groups(
+    services: IngestServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.ingestion.pipeline import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "EMBED_GROUP", 4)
+    root = _tree(tmp_path / "kb", 3)
+    (root / "big.md").write_text("".join(f"## Part {i}\n\n" + f"Sentence {i} of many. " * 30 + "\n\n"
+                                         for i in range(40)))
+    job_id = _job("kb", root)
+    embedder = services.embedder
+    assert isinstance(embedder, CountingEmbedder)
+
+    class CancellingEmbedder(CountingEmbedder):
+        def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+            if self.calls == 0:
+                _cancel(job_id)
+            return super().embed_documents(texts)
+
+    cancelling = CancellingEmbedder(embedder.inner)
+    one_batch = dataclasses.replace(services, batch_size=32, checkpoint_seconds=0.0, embedder=cancelling)
+    assert run_ingest_job(one_batch, job_id) is JobState.CANCELLED
+    assert cancelling.calls == 1 and len(cancelling.texts) == 4  # one group, then it stopped
+    with session_scope() as s:
+        states = [i.state for i in s.scalars(select(JobItem).where(JobItem.job_id == job_id))]
+        assert not s.scalars(select(Document).join(JobItem, JobItem.path == Document.path)
+                             .where(JobItem.job_id == job_id)).all()  # nothing half-written
+    assert states == ["cancelled"] * 4

@@ -45,7 +45,11 @@ def worker(
         )
     prepare()
     from corral.ingestion.worker import app
+    from corral.platform.observability.worker import start_worker_observability
+    from corral.platform.runs import watchdog as _runs_watchdog  # noqa: F401 - starts with the worker
     from corral.platform.runs import worker as _agent_tasks  # noqa: F401 - registers the agent task
+
+    start_worker_observability()
 
     app.worker_main([
         "worker",

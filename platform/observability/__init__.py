@@ -1,0 +1,1 @@
+"""What an operator watches: readiness checks and Prometheus metrics of the API and workers."""

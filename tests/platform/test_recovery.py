@@ -1,0 +1,93 @@
+"""Recovery from lost work, decided in SQL: the default recovery time stays under a minute; the
+runs' watchdog fails a running run whose heartbeat stopped and resends a queued one whose message
+may be lost; both watchdogs record what they did on the job or run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from corral.core.config import Settings
+from corral.core.db import JobKind, JobState, Run, RunState, session_scope
+from corral.core.db.migrate import ensure_schema
+from corral.core.services import create_job, get_job, get_or_create_corpus, reap_stale_jobs
+from corral.core.services.runs import beat_run, claim_run, create_run, reap_stale_runs
+
+
+def test_the_default_recovery_time_is_under_a_minute(corral_env: Path) -> None:
+    stale = Settings().job_stale_seconds
+    # A dead worker's last beat is at most `stale` old when the watchdog (every stale/2) looks.
+    assert stale + stale / 2 <= 60
+
+
+def _runs(n: int) -> list[str]:
+    with session_scope() as s:
+        corpus = get_or_create_corpus(s, "kb")
+        return [create_run(s, corpus, f"question {i}?", {}).id for i in range(n)]
+
+
+def test_runs_watchdog_fails_silent_runs_resends_lost_ones_and_records_why(corral_env: Path) -> None:
+    ensure_schema()
+    silent, alive, lost, fresh = _runs(4)
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with session_scope() as s:
+        for run_id in (silent, alive):
+            assert claim_run(s, run_id) is not None
+        s.get_one(Run, silent).heartbeat_at = long_ago
+        s.get_one(Run, lost).created_at = long_ago
+    with session_scope() as s:
+        assert beat_run(s, alive) and not beat_run(s, lost)  # only a running run beats
+
+    with session_scope() as s:
+        stale = reap_stale_runs(s, stale_after=30)
+    assert stale.failed == [silent] and stale.resend == [lost]
+    with session_scope() as s:
+        dead = s.get_one(Run, silent)
+        assert dead.state is RunState.FAILED and "no heartbeat" in (dead.error or "")
+        assert [w["action"] for w in dead.params["watchdog"]] == ["failed"]
+        assert s.get_one(Run, alive).state is RunState.RUNNING
+        resent = s.get_one(Run, lost)
+        assert resent.state is RunState.QUEUED and resent.params["watchdog"][0]["action"] == "resent"
+        assert s.get_one(Run, fresh).state is RunState.QUEUED and "watchdog" not in s.get_one(
+            Run, fresh).params
+        # The resend counts as a sign of life: an immediate second pass does nothing.
+        again = reap_stale_runs(s, stale_after=30)
+        assert again.failed == [] and again.resend == []
+
+
+def test_a_cancel_requested_run_whose_worker_died_ends_cancelled(corral_env: Path) -> None:
+    ensure_schema()
+    (run_id,) = _runs(1)
+    with session_scope() as s:
+        run = claim_run(s, run_id)
+        assert run is not None
+        run.cancel_requested = True
+        run.heartbeat_at = datetime.now(UTC) - timedelta(minutes=5)
+    with session_scope() as s:
+        assert reap_stale_runs(s, stale_after=30).failed == [run_id]
+        assert s.get_one(Run, run_id).state is RunState.CANCELLED
+
+
+def test_jobs_watchdog_records_its_actions_and_gives_queued_jobs_twice_as_long(
+    corral_env: Path,
+) -> None:
+    ensure_schema()
+    with session_scope() as s:
+        corpus_id = get_or_create_corpus(s, "kb").id
+        running, queued = (create_job(s, JobKind.INGEST, corpus_id, {}).id for _ in range(2))
+    now = datetime.now(UTC)
+    with session_scope() as s:
+        job = get_job(s, running)
+        job.state, job.heartbeat_at = JobState.RUNNING, now - timedelta(seconds=45)
+        get_job(s, queued).created_at = now - timedelta(seconds=45)
+    with session_scope() as s:
+        first = reap_stale_jobs(s, stale_after=30, max_attempts=2, now=now)
+    assert first.requeue == [running]  # the queued one is not 60 s old yet
+    with session_scope() as s:
+        second = reap_stale_jobs(s, stale_after=30, max_attempts=2, now=now + timedelta(seconds=40))
+    assert set(second.requeue) == {queued} and second.failed == [running]
+    with session_scope() as s:
+        history = [w["action"] for w in get_job(s, running).params["watchdog"]]
+        assert history == ["requeued", "failed"]
+        assert get_job(s, running).state is JobState.FAILED
+        assert get_job(s, queued).params["watchdog"][0]["action"] == "requeued"
