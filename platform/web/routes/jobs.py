@@ -37,6 +37,7 @@ from corral.platform.web.pages import (
     IngestViewer,
     PageRoute,
     ReadViewer,
+    Viewer,
     redirect,
     render,
 )
@@ -118,10 +119,11 @@ def jobs(request: Request, viewer: ReadViewer,
                       corpus=corpus or "", page=page, pages=max(1, -(-total // PAGE)), states=STATE_NAMES)
 
 
-def _job_view(db: Any, job: Job) -> dict[str, Any]:
+def _job_view(db: Any, job: Job, viewer: Viewer) -> dict[str, Any]:
     counts = item_counts(db, job.id)
     source = job.params.get("kind")
     return {"job": job, "corpus": _corpus_name(db, job), "counts": counts,
+            "can_ingest": viewer.principal.allows(Scope.INGEST),
             "failed_items": counts.get(ItemState.FAILED, 0),
             "retryable": job.state.finished and source != "upload" and counts.get(ItemState.FAILED, 0) > 0,
             "source": source, "uri": job.params.get("uri") if source != "upload" else
@@ -135,21 +137,21 @@ def job(request: Request, job_id: str, viewer: ReadViewer,
     with session_scope() as db:
         j = get_job(db, job_id, workspace_id=viewer.principal.workspace_id)
         found = list_items(db, j.id, state=items or None, limit=PAGE, offset=(page - 1) * PAGE)
-        view = _job_view(db, j)
+        view = _job_view(db, j, viewer)
         shown = sum(view["counts"].values()) if not items else view["counts"].get(items, 0)
         return render(request, "job.html", **view, items=found, item_state=items or "", page=page,
                       pages=max(1, -(-shown // PAGE)))
 
 
-def _panel(job_id: str, workspace_id: int) -> tuple[str, bool]:
+def _panel(job_id: str, viewer: Viewer) -> tuple[str, bool]:
     with session_scope() as db:
-        j = get_job(db, job_id, workspace_id=workspace_id)
-        html = templates().get_template("fragments/job_progress.html").render(**_job_view(db, j))
+        j = get_job(db, job_id, workspace_id=viewer.principal.workspace_id)
+        html = templates().get_template("fragments/job_progress.html").render(
+            **_job_view(db, j, viewer), csrf=viewer.csrf)
         return html, j.state.finished
 
 
-async def _follow(job_id: str, workspace_id: int, first: str, finished: bool
-                  ) -> AsyncIterator[ServerSentEvent]:
+async def _follow(job_id: str, viewer: Viewer, first: str, finished: bool) -> AsyncIterator[ServerSentEvent]:
     html, last = first, None
     while True:
         if html != last:
@@ -158,14 +160,14 @@ async def _follow(job_id: str, workspace_id: int, first: str, finished: bool
                 return
             last = html
         await asyncio.sleep(POLL_S)
-        html, finished = await run_in_threadpool(_panel, job_id, workspace_id)
+        html, finished = await run_in_threadpool(_panel, job_id, viewer)
 
 
 @router.get("/jobs/{job_id}/stream")
 async def job_stream(job_id: str, viewer: ReadViewer) -> EventSourceResponse:
     """The job's progress panel, rendered, on every change (``progress``), then once more (``final``)."""
-    first, finished = await run_in_threadpool(_panel, job_id, viewer.principal.workspace_id)
-    return EventSourceResponse(_follow(job_id, viewer.principal.workspace_id, first, finished), ping=15)
+    first, finished = await run_in_threadpool(_panel, job_id, viewer)
+    return EventSourceResponse(_follow(job_id, viewer, first, finished), ping=15)
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[Csrf])
