@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -41,7 +42,8 @@ from corral.ingestion.pipeline.services import IngestServices
 from corral.ingestion.sources.base import DocumentTooLargeError, SourceDocument, SourceProblem
 from corral.ingestion.sources.spec import open_spec, spec_from_params
 
-__all__ = ["EMBED_GROUP", "MAX_ITEM_ATTEMPTS", "BatchResult", "chunk_id", "fail_batch", "index_batch"]
+__all__ = ["EMBED_GROUP", "MAX_ITEM_ATTEMPTS", "BatchResult", "chunk_id", "chunk_metadata", "fail_batch",
+           "index_batch"]
 
 log = logging.getLogger(__name__)
 _MAX_ERROR_CHARS = 2000
@@ -205,6 +207,37 @@ def _known_vectors(services: IngestServices, corpus_id: int, hashes: list[str]) 
     return {by_id[cid]: vec for cid, vec in vectors.items()}
 
 
+class _Located(Protocol):
+    @property
+    def ordinal(self) -> int: ...
+    @property
+    def start_line(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def symbol(self) -> str | None: ...
+    @property
+    def symbol_kind(self) -> str | None: ...
+    @property
+    def parent(self) -> str | None: ...
+    @property
+    def page(self) -> int | None: ...
+
+
+def chunk_metadata(path: str, kind: str, chunk: _Located) -> dict[str, str | int | float | bool]:
+    """What the vector store keeps beside a chunk's vector (a span being indexed, or a chunk row
+    whose vector is rebuilt): where it is, and what it is."""
+    metadata: dict[str, str | int | float | bool] = {
+        "path": path, "ordinal": chunk.ordinal, "start_line": chunk.start_line,
+        "end_line": chunk.end_line, "kind": kind,
+    }
+    for name, value in (("symbol", chunk.symbol), ("symbol_kind", chunk.symbol_kind),
+                        ("parent", chunk.parent), ("page", chunk.page)):
+        if value is not None:
+            metadata[name] = value
+    return metadata
+
+
 def _embed(
     services: IngestServices, corpus_id: int, outcomes: list[_Outcome], check: Checkpoint | None,
     stats: EmbedStats,
@@ -258,16 +291,8 @@ def _write(
         chunks = rows.setdefault(o.path, [])
         for span in o.spans:
             cid = chunk_id(corpus_id, o.path, o.parsed.content_hash, span.ordinal)
-            metadata: dict[str, str | int | float | bool] = {
-                "path": o.path, "ordinal": span.ordinal, "start_line": span.start_line,
-                "end_line": span.end_line, "kind": o.parsed.kind.kind,
-            }
-            for name, value in (("symbol", span.symbol), ("symbol_kind", span.symbol_kind),
-                                ("parent", span.parent), ("page", span.page)):
-                if value is not None:
-                    metadata[name] = value
             records.append(IndexedChunk(id=cid, text=span.text, embedding=vectors[cursor],
-                                        metadata=metadata))
+                                        metadata=chunk_metadata(o.path, o.parsed.kind.kind, span)))
             chunks.append(Chunk(
                 id=cid, ordinal=span.ordinal, start_line=span.start_line, end_line=span.end_line,
                 char_start=span.char_start, char_end=span.char_end, symbol=span.symbol,

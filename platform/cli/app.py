@@ -15,6 +15,7 @@ from corral.core.errors import CorralError
 from corral.platform.cli import exit_codes
 from corral.platform.cli.commands import (
     ask_cmd,
+    backup_cmd,
     db_cmd,
     demo_cmd,
     eval_cmd,
@@ -58,6 +59,8 @@ app.command("demo")(friendly_errors(demo_cmd.demo))
 app.command("eval")(friendly_errors(eval_cmd.eval_command))
 app.command("serve")(friendly_errors(serve_cmd.serve))
 app.command("worker")(friendly_errors(serve_cmd.worker))
+app.command("export")(friendly_errors(backup_cmd.export))
+app.command("import")(friendly_errors(backup_cmd.import_))
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
 db_app.command("upgrade")(friendly_errors(db_cmd.upgrade))
 db_app.command("downgrade")(friendly_errors(db_cmd.downgrade))
