@@ -24,6 +24,7 @@ from corral.platform.cli.commands import (
     jobs_cmd,
     keys_cmd,
     serve_cmd,
+    stack_cmd,
 )
 
 err_console = Console(stderr=True)
@@ -85,6 +86,10 @@ ws_app.command("create")(friendly_errors(keys_cmd.workspace_create))
 ws_app.command("list")(friendly_errors(keys_cmd.workspace_list))
 ws_app.command("budget")(friendly_errors(keys_cmd.workspace_budget))
 app.add_typer(ws_app, name="workspaces")
+stack_app = typer.Typer(help="The server-mode stack without Docker (honcho).", no_args_is_help=True)
+stack_app.command("up")(friendly_errors(stack_cmd.up))
+stack_app.command("procfile")(friendly_errors(stack_cmd.procfile_cmd))
+app.add_typer(stack_app, name="stack")
 
 
 def main() -> None:
