@@ -17,7 +17,7 @@ from corral.agents.ask.read import Read, read_passages
 from corral.agents.ask.record import Trace
 from corral.agents.backends import context_window
 from corral.agents.executor import ExecutionResult, PlanExecutor
-from corral.agents.retrieval import Passage, corpus_parts
+from corral.agents.retrieval import Passage
 from corral.agents.routing import Strategy
 from corral.inference.errors import InferenceError
 
@@ -81,14 +81,11 @@ class Escalation:
 
     def _map_reduce(self) -> Answer:
         plan, trace = self._plan, self._trace
-        limit = plan.options.max_map_calls
         with self._sf() as session:
-            parts = corpus_parts(session, plan.corpus_id, plan.budget)
-        if len(parts) > limit:
-            trace.add("note", text=f"map-reduce reads the first {limit} of {len(parts)} parts (the "
-                      "map-call budget)")
-            trace.flags.append(f"map-reduce read {limit} of {len(parts)} parts")
-            parts = parts[:limit]
+            parts, partial = plan.map_parts(session)  # the same parts the plan and the evaluation read
+        if partial:
+            trace.add("note", text=partial)
+            trace.flags.append(partial)
         self._ex.turn("router", strategy=Strategy.MAP_REDUCE.value, parts=len(parts),
                       reads=sum(len(p) for p in parts), tokens=sum(p.tokens for part in parts for p in part))
         notes: list[str] = []

@@ -8,7 +8,7 @@ and token counts, and its prefix cache.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
@@ -27,6 +27,7 @@ from corral.agents.retrieval import (
     Searcher,
     corpus_parts,
     order_preserving,
+    ranked_parts,
     scoped_doc_tokens,
     scoped_documents,
     whole_corpus,
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 MAX_SEARCH_DEPTH = 80  # hits retrieve may read
+MAX_MAP_DEPTH = 400  # hits a retrieval-scoped map-reduce may read
 TOKENS_PER_HIT = 100  # search depth = retrieve budget / this: enough hits to fill it (chunks are larger)
 MIN_BUDGET = 64  # fewer tokens left for sources than this: the question is refused
 
@@ -66,6 +68,7 @@ class Plan:
     options: AskOptions
     retrieve_budget: int
     line_counts: dict[str, int] = field(default_factory=dict)  # per document path, for reads and citations
+    search: Callable[[Session, int], list[Ranked]] | None = None  # the question searched again, k hits deep
     _reads: dict[Strategy, list[Passage]] = field(default_factory=dict)
 
     @property
@@ -97,8 +100,26 @@ class Plan:
                                     neighbours=o.neighbours)
         if strategy is Strategy.STUFF:
             return whole_corpus(session, self.corpus_id, self.budget)
-        parts = corpus_parts(session, self.corpus_id, self.budget)[: o.max_map_calls]
-        return [p for part in parts for p in part]
+        return [p for part in self.map_parts(session)[0] for p in part]
+
+    def map_parts(self, session: Session) -> tuple[list[list[Passage]], str | None]:
+        """The parts map-reduce reads, at most ``max_map_calls``: the whole corpus in document order,
+        or — when the decision says its parts would outnumber the cap — the retrieval hits, best first,
+        filling the cap's parts (in document order). With a note for the run when the corpus is not
+        read whole."""
+        o = self.options
+        if self.decision.map_scoped:
+            depth = max(len(self.ranked), min(MAX_MAP_DEPTH, o.max_map_calls * self.budget // TOKENS_PER_HIT))
+            ranked = self.search(session, depth) if self.search is not None else self.ranked
+            parts = ranked_parts(ranked, self.budget, o.max_map_calls, expand_limit=o.expand_limit,
+                                 neighbours=o.neighbours)
+            return parts, (f"map-reduce reads what retrieval points at in {len(parts)} parts: the whole "
+                           f"corpus would take more than the map-call budget of {o.max_map_calls}")
+        parts = corpus_parts(session, self.corpus_id, self.budget)
+        if len(parts) <= o.max_map_calls:
+            return parts, None
+        return parts[: o.max_map_calls], (f"map-reduce reads the first {o.max_map_calls} of {len(parts)} "
+                                          "parts (the map-call budget)")
 
 
 def make_plan(
@@ -138,6 +159,7 @@ def make_plan(
         forced=forced,
     )
     plan = Plan(corpus.id, question, budget, signals, ranked, choose_strategy(inputs), o, retrieve_budget)
+    plan.search = lambda s, k: searcher.search(s, corpus.id, question, k)
     plan._reads[Strategy.RETRIEVE] = retrieved
     if stuffed is not None:
         plan._reads[Strategy.STUFF] = stuffed

@@ -1,9 +1,12 @@
 """Evidence recall against tokens read, per strategy and for the router.
 
-*Evidence recall* asks whether the gold evidence is in what the model would read — it needs no model,
-so every strategy is measured on the real code path (``make_plan`` / ``Plan.reads``, the same ones
-``ask`` uses) with the real embedder and index. Only the Self-Route escalation needs a model: pass one
-and the router's row also counts the escalations the model triggers (and their tokens).
+*Evidence recall* asks whether the gold evidence is in what the model is sent — it needs no model, so
+every strategy is measured on the real code path with the real embedder and index: planned by
+``make_plan`` (``Plan.reads``, ``Plan.map_parts``: map-reduce within the same ``max_map_calls`` cap as
+``ask``), read through the corpus tools by ``read_passages``, and fitted into the window beside the
+answer by ``fit_passages`` (counted with the given tokenizer when no model is given) — the functions
+``ask`` sends with. Only the Self-Route escalation needs a model: pass one and the router's row also
+counts the escalations the model triggers (and their tokens).
 """
 
 from __future__ import annotations
@@ -13,14 +16,22 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_core.tools import BaseTool
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.ask import generate as gen
+from corral.agents.ask.fit import fit_passages
 from corral.agents.ask.options import AskOptions
-from corral.agents.ask.plan import make_plan
+from corral.agents.ask.plan import Plan, line_counts, make_plan
+from corral.agents.ask.read import corpus_tools, read_passages
 from corral.agents.eval.tasks import EvalTask
+from corral.agents.executor import Budget, PlanExecutor
 from corral.agents.retrieval import Passage, Searcher
 from corral.agents.routing import Strategy, context_budget
 from corral.core.db import Corpus
@@ -122,25 +133,82 @@ def evaluate(
     with session_factory() as session:
         corpus = get_corpus(session, corpus_name)
         report = EvalReport(corpus.token_count, window, searcher.hybrid)
+        lines = line_counts(session, corpus.id)
+        # The tools ask reads with, run by a model-less executor with room for every planned call.
+        tools = corpus_tools(session_factory, searcher, corpus.id, options.top_k)
+        counter = model if model is not None else _TokenCounter(count=count_tokens)
         for task in tasks:
             report.outcomes += _one(session, corpus, task, searcher=searcher, window=window,
                                     count_tokens=count_tokens, options=options, strategies=strategies,
-                                    model=model)
+                                    model=model, sender=_Sender(tools, lines, counter,
+                                                                window - options.max_new_tokens))
     return report
+
+
+class _TokenCounter(BaseChatModel):
+    """Counts a prompt's tokens with the evaluation's tokenizer (as a remote backend's prompts are
+    measured); it answers nothing."""
+
+    count: Callable[[str], int]
+
+    @property
+    def _llm_type(self) -> str:
+        return "token-counter"
+
+    def get_num_tokens(self, text: str) -> int:
+        return self.count(text)
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        raise NotImplementedError("the evaluation measures prompts; it has no model to answer them")
+
+
+@dataclass(slots=True)
+class _Sender:
+    """What ``ask`` sends for a strategy of a plan: the planned parts read through the corpus tools
+    (``read_passages``), each fitted into the window beside the answer (``fit_passages``)."""
+
+    tools: Sequence[BaseTool]
+    line_counts: dict[str, int]
+    counter: BaseChatModel
+    limit: int  # prompt tokens: the window less the answer
+
+    def send(self, session: Session, plan: Plan, strategy: Strategy) -> list[Passage]:
+        executor = PlanExecutor(None, self.tools, Budget(max_steps=1 << 30, max_tokens=1 << 60,
+                                                         max_seconds=float("inf")))
+        plan.line_counts = self.line_counts
+        if strategy is Strategy.MAP_REDUCE:
+            parts = plan.map_parts(session)[0]
+
+            def build(ps: Sequence[Passage]) -> list[dict[str, str]]:
+                return gen.map_messages(ps, plan.question)
+        else:
+            parts = [plan.reads(session, strategy)]
+
+            def build(ps: Sequence[Passage]) -> list[dict[str, str]]:
+                return gen.answer_messages(ps, plan.question)
+        sent: list[Passage] = []
+        for part in parts:
+            got = read_passages(executor, part, self.line_counts, first_number=len(sent) + 1).passages
+            sent += fit_passages(self.counter, got, build, self.limit).passages
+        return sent
 
 
 def _one(
     session: Session, corpus: Corpus, task: EvalTask, *, searcher: Searcher, window: int,
     count_tokens: Callable[[str], int], options: AskOptions, strategies: Sequence[Strategy],
-    model: BaseChatModel | None,
+    model: BaseChatModel | None, sender: _Sender,
 ) -> list[TaskOutcome]:
     q_tokens = count_tokens(task.question)
     budget = context_budget(window, q_tokens, options.max_new_tokens, gen.PROMPT_OVERHEAD)
     plan = make_plan(session, corpus, task.question, budget=budget, window=window, question_tokens=q_tokens,
                      searcher=searcher, options=options)
+    sent: dict[Strategy, list[Passage]] = {}
 
     def reading(s: Strategy) -> list[Passage]:
-        return plan.reads(session, s)
+        if s not in sent:
+            sent[s] = sender.send(session, plan, s)
+        return sent[s]
 
     out = [TaskOutcome(task.id, task.kind, s.value, evidence_recall(task.evidence, reading(s)),
                        sum(p.tokens for p in reading(s))) for s in strategies]

@@ -22,6 +22,7 @@ __all__ = [
     "Passage",
     "corpus_parts",
     "order_preserving",
+    "ranked_parts",
     "render",
     "scoped_doc_tokens",
     "scoped_documents",
@@ -205,6 +206,32 @@ def corpus_parts(session: Session, corpus_id: int, budget: int) -> list[list[Pas
         .order_by(Document.path)
         .options(selectinload(Document.chunks))
     )
+    return _pack(([(c, None) for c in d.chunks] for d in docs), budget, keep_documents=True)
+
+
+def ranked_parts(
+    ranked: Sequence[Ranked], budget: int, max_parts: int, *, expand_limit: int = 0, neighbours: int = 0
+) -> list[list[Passage]]:
+    """Map-reduce over what retrieval points at, for a corpus whose parts would outnumber ``max_parts``:
+    hits taken best-first (widened as retrieve widens them) while they fill at most ``max_parts`` parts
+    of ``budget`` tokens, then read in document order, cut into those parts."""
+    if max_parts <= 0 or not ranked:
+        return []
+    # A part is filled to within one chunk of the budget, so this many tokens pack into max_parts parts.
+    largest = max(r.chunk.token_count + HEADER_TOKENS for r in ranked)
+    total = max_parts * max(budget - largest, budget // 2)
+    chosen = sorted(_take(ranked, total, expand_limit, neighbours).values(),
+                    key=lambda cs: (cs[0].document.path, cs[0].ordinal))
+    by_doc: dict[int, list[tuple[Chunk, float | None]]] = {}
+    for cs in chosen:
+        by_doc.setdefault(cs[0].document_id, []).append(cs)
+    return _pack(by_doc.values(), budget, keep_documents=False)[:max_parts]
+
+
+def _pack(documents: Iterable[list[tuple[Chunk, float | None]]], budget: int, *, keep_documents: bool
+          ) -> list[list[Passage]]:
+    """Chunks (grouped by document, in document order) packed into parts of at most ``budget`` tokens;
+    ``keep_documents`` starts a new part rather than split a document that would fit whole in one."""
     parts: list[list[Passage]] = []
     current: list[tuple[Chunk, float | None]] = []
     used = 0
@@ -218,14 +245,15 @@ def corpus_parts(session: Session, corpus_id: int, budget: int) -> list[list[Pas
             parts.append(part)
         current, used = [], 0
 
-    for d in docs:
-        if used and used + d.token_count + HEADER_TOKENS > budget:
+    for chunks in documents:
+        whole = sum(c.token_count for c, _ in chunks) + HEADER_TOKENS
+        if keep_documents and used and used + whole > budget:
             flush()
-        for c in d.chunks:
+        for c, score in chunks:
             cost = c.token_count + HEADER_TOKENS
             if used and used + cost > budget:
                 flush()
-            current.append((c, None))
+            current.append((c, score))
             used += cost
     flush()
     return parts

@@ -5,7 +5,9 @@ Plain code on measured numbers, so every decision can be explained, stored and u
 * ``stuff``: the whole corpus (or scope) in document order as one stable, cache-friendly prefix.
 * ``retrieve``: hybrid passages re-sorted into document order (OP-RAG), expanded to their units.
 * ``scoped-stuff``: retrieval chooses the documents; they are read whole (LongRAG's larger units).
-* ``map-reduce``: the corpus in window-sized parts, each read once, partial answers combined.
+* ``map-reduce``: the corpus in window-sized parts, each read once, partial answers combined — at most
+  ``max_map_calls`` parts: past that, the parts hold what retrieval points at, best first (the decision
+  says so), never just the first parts in path order.
 
 Every automatic choice of ``retrieve`` or ``scoped-stuff`` carries a Self-Route fallback chain: when the
 model says the context cannot answer, the caller escalates to the next strategy in ``fallback``.
@@ -13,6 +15,7 @@ model says the context cannot answer, the caller escalates to the next strategy 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -99,6 +102,11 @@ class RouterInputs:
     def map_calls(self) -> int:
         return max(1, -(-self.stuff_tokens // max(self.budget, 1)))
 
+    @property
+    def map_covers(self) -> bool:
+        """Map-reduce reads the whole corpus within its cap on calls."""
+        return self.map_calls <= self.max_map_calls
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -109,6 +117,7 @@ class Decision:
     fallback: tuple[Strategy, ...] = ()
     reasons: tuple[str, ...] = ()
     scope_cap: int | None = None  # scoped-stuff reads hit documents up to this many tokens
+    map_scoped: bool = False  # map-reduce maps the retrieval hits, the corpus being over its cap of parts
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
 
@@ -121,6 +130,7 @@ class Decision:
             "budget": self.budget,
             "estimated_tokens": self.estimated_tokens,
             "scope_cap": self.scope_cap,
+            "map_scoped": self.map_scoped,
             "estimates": self.estimates,
             "inputs": self.inputs,
         }
@@ -141,7 +151,6 @@ def _estimates(x: RouterInputs) -> dict[str, dict[str, Any]]:
         return round(total / 1000, 6)
 
     stuff = x.stuff_tokens
-    calls = x.map_calls
     # A measured count prices exactly what the cache holds; a declared "cached" prices all of it.
     cached = (min(x.prefix_cached_tokens, stuff) if x.prefix_cached_tokens is not None
               else stuff if x.prefix_cached else 0)
@@ -155,10 +164,19 @@ def _estimates(x: RouterInputs) -> dict[str, dict[str, Any]]:
         Strategy.SCOPED_STUFF.value: {"tokens": x.scoped_tokens, "calls": 1,
                                       "fits": x.scoped_tokens <= x.budget,
                                       "cost": cost(x.scoped_tokens, 0, 1)},
-        Strategy.MAP_REDUCE.value: {"tokens": stuff, "calls": calls + 1,
-                                    "fits": calls <= x.max_map_calls,
-                                    "cost": cost(stuff, 0, calls + 1)},
+        Strategy.MAP_REDUCE.value: _map_estimate(x, cost),
     }
+
+
+def _map_estimate(x: RouterInputs, cost: Callable[[int, int, int], float]) -> dict[str, Any]:
+    """Map-reduce's reading: the whole corpus when its parts are within the cap, else the retrieval
+    hits filling the cap's parts (``scoped``)."""
+    if x.map_covers:
+        return {"tokens": x.stuff_tokens, "calls": x.map_calls + 1, "fits": True,
+                "cost": cost(x.stuff_tokens, 0, x.map_calls + 1)}
+    tokens = x.max_map_calls * x.budget
+    return {"tokens": tokens, "calls": x.max_map_calls + 1, "fits": True, "scoped": True,
+            "parts_for_corpus": x.map_calls, "cost": cost(tokens, 0, x.max_map_calls + 1)}
 
 
 def _inputs(x: RouterInputs) -> dict[str, Any]:
@@ -190,24 +208,31 @@ def choose_strategy(x: RouterInputs) -> Decision:
     def decide(strategy: Strategy, *why: str, fallback: tuple[Strategy, ...] = (),
                cap: int | None = None) -> Decision:
         reasons.extend(why)
+        scoped = Strategy.MAP_REDUCE in (strategy, *fallback) and not x.map_covers
+        if scoped:  # never the first parts in path order: the cap would read only those
+            reasons.append(f"map-reduce over the whole corpus would take {x.map_calls} parts, over its cap "
+                           f"of {x.max_map_calls} calls: it maps what retrieval points at instead, best "
+                           f"first, in at most {x.max_map_calls} parts")
         tokens = x.scoped_within(cap) if cap is not None else int(est[strategy.value]["tokens"])
         return Decision(strategy, "; ".join(reasons), x.budget, tokens, fallback, tuple(reasons),
-                        scope_cap=cap, estimates=est, inputs=_inputs(x))
+                        scope_cap=cap, map_scoped=scoped, estimates=est, inputs=_inputs(x))
 
     over_window = (Strategy.SCOPED_STUFF, Strategy.MAP_REDUCE) if x.scoped_tokens <= x.budget \
         else (Strategy.MAP_REDUCE,)
     if x.forced is not None:
         reasons.append(f"forced by the request ({size})")
         if x.forced is Strategy.STUFF and not x.fits:
-            reasons.append("reading the documents that fit, in order; the rest is left out")
+            reasons.append("reading the corpus in order up to the budget; the rest is left out")
         return decide(x.forced)
 
     if x.question_type is QuestionType.GLOBAL:
         reasons.append("a global question (count, list, summarise) needs every document")
         if x.fits:
             return decide(Strategy.STUFF, f"{size}: read it all, in order")
-        return decide(Strategy.MAP_REDUCE,
-                      f"{size}: read it in {x.map_calls} window-sized parts and combine the answers")
+        if x.map_covers:
+            return decide(Strategy.MAP_REDUCE,
+                          f"{size}: read it in {x.map_calls} window-sized parts and combine the answers")
+        return decide(Strategy.MAP_REDUCE, f"{size}: read it in window-sized parts and combine the answers")
 
     if x.question_type is QuestionType.UNANSWERABLE:
         # LaRA: retrieval hallucinates less than full context on questions the corpus cannot answer.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +16,15 @@ import typer
 from rich.console import Console
 
 from corral.agents.ask import AskOptions
-from corral.agents.eval import EvalReport, EvalTask, code_tasks, evaluate, needle_tasks, save_tasks
+from corral.agents.eval import (
+    EvalReport,
+    EvalTask,
+    code_tasks,
+    evaluate,
+    needle_tasks,
+    prose_tasks,
+    save_tasks,
+)
 from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker
 from corral.core.errors import InvalidInputError
@@ -34,6 +42,8 @@ class EvalSize:
     aggregate_records: int = 12
     code_tasks: int = 12
     code_packages: tuple[str, ...] = ("json", "http")
+    novels: int = 0  # the long-document suite: novel-length prose (``agents/eval/prose.py``)
+    prose_facts: int = 16
 
 
 def _stdlib() -> Path:
@@ -44,14 +54,16 @@ def run_eval(
     workdir: Path, size: EvalSize, windows: list[int], *, with_model: bool = False, prefix: str = "eval",
     top_k: int | None = None,
 ) -> dict[str, dict[int, EvalReport]]:
-    """Generate, ingest and evaluate the ``docs`` (needle + aggregate) and ``code`` suites at each window.
+    """Generate, ingest and evaluate the ``docs`` (needle + aggregate), ``code`` and ``prose`` (long
+    documents) suites at each window.
 
-    Returns ``{suite: {window: report}}``; the corpora are named ``{prefix}-docs`` / ``{prefix}-code``.
+    Returns ``{suite: {window: report}}``; the corpora are named ``{prefix}-docs`` / ``-code`` / ``-prose``.
     """
     prepare()
     s = get_settings()
     suites: dict[str, list[EvalTask]] = {}
-    docs_dir, code_dir = workdir / "docs", workdir / "code"
+    dirs = {suite: workdir / suite for suite in ("docs", "code", "prose")}
+    docs_dir, code_dir = dirs["docs"], dirs["code"]
     if size.needles or size.aggregate_records:
         suites["docs"] = needle_tasks(docs_dir, documents=size.documents,
                                       paragraphs_per_doc=size.paragraphs_per_doc, needles=size.needles,
@@ -59,16 +71,18 @@ def run_eval(
     if size.code_tasks:
         suites["code"] = code_tasks(code_dir, [_stdlib() / p for p in size.code_packages],
                                     limit=size.code_tasks)
+    if size.novels:
+        suites["prose"] = prose_tasks(dirs["prose"], novels=size.novels, facts=size.prose_facts)
     counter = get_token_counter()
     model = get_chat() if with_model else None
-    options = AskOptions(top_k=top_k or s.retrieve_top_k, expand_limit=s.retrieve_expand_tokens,
-                         max_new_tokens=s.chat_max_new_tokens, max_map_calls=10_000)
+    # ask's own options, map-reduce's cap on calls included: the evaluation reads what ask would read.
+    options = replace(AskOptions.from_settings(s), top_k=top_k or s.retrieve_top_k)
     out: dict[str, dict[int, EvalReport]] = {}
     for suite, tasks in suites.items():
         save_tasks(workdir / f"{suite}-tasks.json", tasks)
         corpus = f"{prefix}-{suite}"
         started = time.perf_counter()
-        report = ingest_in_process(corpus, docs_dir if suite == "docs" else code_dir)
+        report = ingest_in_process(corpus, dirs[suite])
         console.print(f"[dim]indexed {corpus}: {report.corpus_documents} documents, "
                       f"{report.corpus_tokens:,} tokens in {time.perf_counter() - started:.0f}s[/]",
                       highlight=False)
@@ -87,6 +101,9 @@ def eval_command(
     documents: Annotated[int, typer.Option(min=1, max=100_000, help="Documents in the needle corpus.")] = 40,
     needles: Annotated[int, typer.Option(min=0, max=10_000, help="Needle questions.")] = 12,
     code: Annotated[int, typer.Option("--code-tasks", min=0, max=10_000, help="Code questions.")] = 12,
+    novels: Annotated[
+        int, typer.Option(min=0, max=50, help="Novel-length documents in the long-document suite (0: none).")
+    ] = 0,
     code_package: Annotated[
         list[str] | None, typer.Option(help="Standard-library packages for the code corpus (repeatable).")
     ] = None,
@@ -106,7 +123,8 @@ def eval_command(
     unknown = [p for p in packages if not (_stdlib() / p).is_dir()]
     if unknown:
         raise InvalidInputError(f"not standard-library packages: {', '.join(unknown)}")
-    size = EvalSize(documents=documents, needles=needles, code_tasks=code, code_packages=packages)
+    size = EvalSize(documents=documents, needles=needles, code_tasks=code, code_packages=packages,
+                    novels=novels)
     with tempfile.TemporaryDirectory(prefix="corral-eval-") as tmp:
         reports = run_eval(workdir or Path(tmp), size, windows, with_model=with_model)
     if as_json:
