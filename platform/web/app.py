@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from corral.platform.web.assets import missing_assets
 from corral.platform.web.assets import router as assets
-from corral.platform.web.routes import admin, auth, corpora, jobs, runs
+from corral.platform.web.routes import admin, auth, corpora, engine, jobs, runs
 
 __all__ = ["mount_dashboard"]
 
@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 def mount_dashboard(app: FastAPI) -> None:
     """Add the dashboard's routes (none in the OpenAPI document: they answer HTML, not the API)."""
-    for router in (assets, auth.router, corpora.router, jobs.router, runs.router, admin.router):
-        app.include_router(router)
+    for module in (auth, corpora, jobs, runs, engine, admin):
+        app.include_router(module.router)
+    app.include_router(assets)
     missing = missing_assets()
     if missing:
         log.warning("the dashboard's front-end files are missing (%s): run `make install`",

@@ -137,7 +137,21 @@ function setupAskBox(root) {
   });
 }
 
+// --- The engine's time series, drawn with uPlot from the JSON the page carries. ---
+function drawCharts() {
+  if (typeof uPlot === "undefined") return;
+  document.querySelectorAll("[data-chart]").forEach((el) => {
+    const data = JSON.parse(el.dataset.series);
+    const values = data[el.dataset.chart];
+    if (!data.t.length) { el.textContent = "No readings yet."; return; }
+    const width = Math.max(240, el.clientWidth || 600);
+    new uPlot({ width, height: 180, series: [{}, { label: el.dataset.label, stroke: "#1064aa", width: 2 }],
+                axes: [{}, { size: 60 }] }, [data.t, values], el);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  drawCharts();
   document.querySelectorAll("form[data-upload]").forEach(setupUpload);
   setupAskBox(document);
   startRuns(document);
