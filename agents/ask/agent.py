@@ -9,7 +9,7 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from corral.agents.ask.cite import cite_tool_answer
+from corral.agents.ask.cite import answer_support, cite_tool_answer
 from corral.agents.ask.escalate import AGENT
 from corral.agents.ask.plan import check_question, line_counts, open_corpus
 from corral.agents.ask.progress import RunCancelled, progress_of
@@ -75,6 +75,8 @@ def ask_agent(
     citations, unverified = cite_tool_answer(result.answer, result, counts)
     run.answer = result.answer
     run.citations = [c.to_dict() for c in citations]
+    support = answer_support(result.answer, citations)
+    trace.add("verify", support=support, flags=unverified)
     run.error = None if result.stopped == "answered" else result.steps[-1].details.get("detail")
 
     def answered(seconds: float) -> AskResult:
@@ -84,6 +86,7 @@ def ask_agent(
             model=name, estimated_tokens=0, prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens, seconds=seconds, citations=citations,
             forced=True, routed_strategy=AGENT, decision=run.decision, steps=run.steps, flags=unverified,
+            support=support,
         )
 
     # A run that stopped short (budget, loops) still answered, with what it read: it succeeded.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from corral.agents.ask.cite import cite, cite_tool_answer
+from corral.agents.ask.cite import answer_support, cite, cite_tool_answer
 from corral.agents.ask.escalate import AGENT, Answer, Escalation
 from corral.agents.ask.options import AskOptions
 from corral.agents.ask.plan import Plan, plan_ask
@@ -87,8 +87,10 @@ def ask(
     run.strategy = ans.used
     run.answer = ans.text
     run.citations = [c.to_dict() for c in citations]
-    if unverified:
-        trace.add("verify", flags=unverified)
+    support = answer_support(ans.text, citations)
+    trace.add("verify", support=support, cited=sum(c.support == "cited" for c in citations),
+              unsupported=sum(c.support == "unsupported" for c in citations),
+              read=sum(c.support == "read" for c in citations), flags=unverified)
 
     def result(seconds: float) -> AskResult:
         return AskResult(
@@ -98,6 +100,7 @@ def ask(
             completion_tokens=trace.completion_tokens, seconds=seconds, citations=citations,
             forced=strategy is not None, routed_strategy=decision.strategy.value,
             decision=decision.to_record(), steps=run.steps, flags=trace.flags + unverified,
+            support=support,
         )
 
     return result(save_run(session_factory, run, trace, result=result))

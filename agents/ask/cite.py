@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from corral.agents.citations import Citation, verify_answer
+from corral.agents.ask.generate import says_unanswerable
+from corral.agents.citations import CITED, READ, UNSUPPORTED, Citation, verify_answer
 from corral.agents.executor import ExecutionResult
 from corral.agents.retrieval import Passage
 
-__all__ = ["TOOL_OUTPUT", "cite", "cite_tool_answer", "ordered"]
+__all__ = ["SUPPORT_STATES", "TOOL_OUTPUT", "answer_support", "cite", "cite_tool_answer", "ordered"]
 
 TOOL_OUTPUT = "(tool output)"  # the pseudo-source quotes are checked against
 
@@ -39,5 +40,22 @@ def cite_tool_answer(
 
 
 def ordered(citations: list[Citation]) -> list[Citation]:
-    """Cited first, then verified, then by retrieval score."""
-    return sorted(citations, key=lambda c: (not c.cited_by_model, not c.verified, -(c.score or 0.0)))
+    """Cited first, then unsupported, then read; by retrieval score within each."""
+    rank = {CITED: 0, UNSUPPORTED: 1, READ: 2}
+    return sorted(citations, key=lambda c: (rank.get(c.support, 3), not c.verified, -(c.score or 0.0)))
+
+
+SUPPORT_STATES = ("supported", "partly-supported", "unsupported", "not-found")
+
+
+def answer_support(answer: str, citations: Sequence[Citation | Mapping[str, object]]) -> str:
+    """What the answer as a whole rests on: ``not-found`` when it says the sources do not hold the
+    answer; ``supported`` when every source it points at holds its claim; ``partly-supported`` when
+    some do; ``unsupported`` when none does (or it points at nothing)."""
+    if answer.strip() and says_unanswerable(answer):
+        return "not-found"
+    labels = [c.support if isinstance(c, Citation) else str(c.get("support", READ)) for c in citations]
+    cited, unsupported = labels.count(CITED), labels.count(UNSUPPORTED)
+    if not cited:
+        return "unsupported"
+    return "partly-supported" if unsupported else "supported"

@@ -74,7 +74,8 @@ class Escalation:
         self._ex.turn("router", strategy=strategy.value, reads=len(planned),
                       tokens=sum(p.tokens for p in planned))
         read = self._noted(read_passages(self._ex, planned, plan.line_counts))
-        passages, messages = self._fit(read, lambda ps: gen.answer_messages(ps, plan.question), strategy.value)
+        passages, messages = self._fit(read, lambda ps: gen.answer_messages(ps, plan.question),
+                                       strategy.value)
         text = self._generate(messages, passages, strategy.value)
         evidence = list(passages) if strategy is Strategy.RETRIEVE else evidence_spans(plan.ranked, passages)
         return Answer(text, passages, evidence, strategy.value)

@@ -44,6 +44,9 @@ class AskResult:
     decision: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)  # as stored on the Run
     flags: list[str] = field(default_factory=list)  # unverified citations, screened injections
+    # What the answer rests on (agents/ask/cite.py answer_support): supported, partly-supported,
+    # unsupported or not-found.
+    support: str = "unsupported"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
@@ -115,7 +115,10 @@ class CitationOut(BaseModel):
     score: float | None
     cited_by_model: bool
     verified: bool = True
-    note: str | None = None  # why a citation could not be verified
+    note: str | None = None  # why a citation could not be verified, or does not hold its claim
+    support: Literal["cited", "read", "unsupported"] = Field(
+        default="read", description="cited: the model pointed at it and it holds the claim; read: in the "
+        "model's context, not pointed at; unsupported: pointed at, but it does not hold the claim")
 
 
 class AskResponse(BaseModel):
@@ -135,6 +138,9 @@ class AskResponse(BaseModel):
     forced: bool = False
     flags: list[str] = Field(default_factory=list)  # unverified citations, screened injections
     decision: dict[str, Any] = Field(default_factory=dict)  # router inputs, estimates, reasons
+    support: Literal["supported", "partly-supported", "unsupported", "not-found"] = Field(
+        description="What the answer rests on: every source it points at holds its claim, some do, none "
+        "does, or it says the sources do not hold the answer")
 
 
 class CorpusOut(BaseModel):
@@ -228,6 +234,8 @@ class RunOut(RunSummary):
     steps: list[dict[str, Any]] = Field(description="Each step with its tokens and milliseconds")
     citations: list[CitationOut]
     params: dict[str, Any] = Field(description="What was asked for: strategy, agent")
+    support: Literal["supported", "partly-supported", "unsupported", "not-found"] | None = Field(
+        default=None, description="What the answer rests on (see AskResponse); null until it has one")
 
 
 class FeedbackRequest(BaseModel):

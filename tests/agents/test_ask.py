@@ -61,7 +61,10 @@ def test_a_corpus_that_fits_is_stuffed_whole_and_cited(corpora: Corpora) -> None
     assert run.actual_tokens == result.prompt_tokens + result.completion_tokens and run.model == "scripted"
     # The router's reading is the executor's opening turn: one tool call per document, then the answer.
     names = [step["step"] for step in run.steps]
-    assert names == ["route", "search", "read", "tool", "tool", "generate"]
+    assert names == ["route", "search", "read", "tool", "tool", "generate", "verify"]
+    # The answer's claim is in the source it points at: labelled cited, and the answer supported.
+    assert result.citations[0].support == "cited" and result.support == "supported"
+    assert run.steps[-1]["support"] == "supported" and run.citations[0]["support"] == "cited"
     assert run.steps[2]["by"] == "router" and run.steps[2]["strategy"] == "stuff"
     assert [(t["name"], t["args"], t["by"], t["ok"]) for t in run.steps[3:5]] == [
         ("read_document", {"path": "handbook/returns.md"}, "router", True),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from corral.agents.citations import verify_answer
+from corral.agents.ask.cite import answer_support
+from corral.agents.citations import CITED, READ, UNSUPPORTED, verify_answer
 from corral.agents.executor import screen
 from corral.agents.retrieval import Passage
 
@@ -14,13 +15,40 @@ LINES = {"docs/ship.md": 3, "src/app.py": 40}
 
 
 def test_numbered_and_path_citations_are_verified() -> None:
-    v = verify_answer("Tuesdays [1]; see src/app.py:12-14 and src/app.py:30.", PASSAGES, LINES)
+    v = verify_answer("Parcels leave on Tuesdays [1]. The retry function returns n * 2, see "
+                      "src/app.py:10-11. Limits are elsewhere (src/app.py:30).", PASSAGES, LINES)
     labels = {c.label: c for c in v.citations}
     assert labels["docs/ship.md:1-3"].verified and labels["docs/ship.md:1-3"].cited_by_model
-    assert labels["src/app.py:12-14"].verified and labels["src/app.py:12-14"].note is None
-    assert labels["src/app.py:30-30"].verified
-    assert labels["src/app.py:30-30"].note == "exists, but was not read"
-    assert v.unverified == []
+    assert labels["src/app.py:10-11"].verified and labels["src/app.py:10-11"].note is None
+    assert labels["src/app.py:30-30"].verified  # the span exists...
+    assert labels["src/app.py:30-30"].note == "it was never read"  # ...but cannot back the claim
+    assert v.unverified == ["src/app.py:30-30: cited, but it was never read"]
+
+
+def test_each_source_is_labelled_cited_read_or_unsupported() -> None:
+    answer = ("Parcels leave the warehouse on Tuesdays [1]. Refunds are paid in gold bars [2]. "
+              "The function is `retry` [2].")
+    v = verify_answer(answer, PASSAGES, LINES, evidence=PASSAGES)
+    support = {c.label: c.support for c in v.citations}
+    # [1] holds its sentence's words; [2] first backs a claim it does not hold, and the first
+    # appearance decides; the evidence not pointed at is only "read".
+    assert support == {"docs/ship.md:1-3": CITED, "src/app.py:10-20": UNSUPPORTED}
+    only_read = verify_answer("Nothing cited.", PASSAGES, LINES, evidence=PASSAGES)
+    assert {c.support for c in only_read.citations} == {READ}
+    quoted = verify_answer("It is defined as `def retry(n)` [2].", PASSAGES, LINES)
+    assert quoted.citations[0].support == CITED
+    assert verify_answer("See [9].", PASSAGES, LINES).citations[0].support == UNSUPPORTED
+
+
+def test_the_answer_says_what_it_rests_on() -> None:
+    def status(answer: str) -> str:
+        return answer_support(answer, verify_answer(answer, PASSAGES, LINES, evidence=PASSAGES).citations)
+
+    assert status("Parcels leave the warehouse on Tuesdays [1].") == "supported"
+    assert status("Parcels leave on Tuesdays [1]; refunds come as gold bars [2].") == "partly-supported"
+    assert status("Refunds are paid in gold bars [2].") == "unsupported"
+    assert status("Parcels leave on Tuesdays.") == "unsupported"  # nothing pointed at: nothing rests on it
+    assert status("The sources do not mention refunds.") == "not-found"
 
 
 def test_unverifiable_citations_are_flagged_not_dropped() -> None:

@@ -197,16 +197,19 @@ def test_the_openai_backend_needs_its_url_model_and_window() -> None:
     assert ok.chat_backend == "openai"
 
 
-def test_cli_ask_shows_strategy_estimates_steps_and_verified_citations(load_corpus: LoadCorpus) -> None:
+def test_cli_ask_shows_strategy_estimates_steps_and_labelled_sources(load_corpus: LoadCorpus) -> None:
     load_corpus("handbook", HANDBOOK)
     r = runner.invoke(app, ["ask", "When do parcels leave?", "-c", "handbook", "--strategy", "scoped-stuff",
                             "--verbose"])
     assert r.exit_code == 0, r.output
     assert "Strategy: scoped-stuff" in r.output and "forced by the request" in r.output
-    assert "map-reduce:" in r.output and "step route:" in r.output and "verified" in r.output
+    assert "map-reduce:" in r.output and "step route:" in r.output and "step verify:" in r.output
+    # The tiny random model cites nothing: every source is only "read", never shown as verified.
+    assert "Support: unsupported" in r.output and "[read]" in r.output and "[cited" not in r.output
     j = runner.invoke(app, ["ask", "When do parcels leave?", "-c", "handbook", "--json"])
     body = json.loads(j.output)
     assert body["decision"]["estimates"] and body["citations"][0]["verified"] is True
+    assert body["support"] == "unsupported" and {c["support"] for c in body["citations"]} == {"read"}
     bad = runner.invoke(app, ["ask", "q?", "-c", "handbook", "--strategy", "telepathy"])
     assert bad.exit_code == 2 and "telepathy" in bad.output
     empty = runner.invoke(app, ["ask", "  ", "-c", "handbook"])

@@ -70,7 +70,7 @@ def test_ask_prints_answer_citations_and_strategy(corral_env: Path, mixed: Path)
     runner.invoke(app, ["ingest", str(mixed), "--corpus", "mixed"])
     result = runner.invoke(app, ["ask", "When does the office open?", "--corpus", "mixed"])
     assert result.exit_code == 0, result.output
-    assert "A:" in result.output and "Citations:" in result.output
+    assert "A:" in result.output and "Sources:" in result.output and "Support:" in result.output
     assert "mixed/good.md:1-3" in result.output
     assert "Strategy: stuff" in result.output
     as_json = runner.invoke(app, ["ask", "When?", "--corpus", "mixed", "--json",

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from corral.agents.ask.cite import answer_support
 from corral.core.db import Corpus, Run, RunState, session_scope
 from corral.core.services.idempotency import fingerprint, once
 from corral.core.services.runs import FINAL, add_feedback, events_after, get_run, list_runs
@@ -89,7 +90,8 @@ def runs(caller: ReadCaller, session: SessionDep,
 def run(run_id: str, caller: ReadCaller, session: SessionDep) -> RunOut:
     r = get_run(session, run_id, workspace_id=caller.workspace_id)
     return RunOut(**_summary(r, _corpus(session, r)), reason=r.strategy_reason or None,
-                  decision=r.decision, steps=r.steps, citations=r.citations, params=r.params)
+                  decision=r.decision, steps=r.steps, citations=r.citations, params=r.params,
+                  support=answer_support(r.answer, r.citations) if r.answer is not None else None)
 
 
 @router.delete("/runs/{run_id}", status_code=status.HTTP_202_ACCEPTED)

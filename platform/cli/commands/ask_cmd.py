@@ -41,15 +41,23 @@ def ask(
         print_answer(result, verbose=verbose)
 
 
+SUPPORT_TEXT = {
+    "supported": "supported: every source the answer points at holds its claim",
+    "partly-supported": "partly supported: some sources it points at do not hold their claim",
+    "unsupported": "unsupported: no source it points at holds its claim; check before relying on it",
+    "not-found": "not found: the answer says the sources do not hold it",
+}
+
+
 def print_answer(r: AskResult, *, verbose: bool = False) -> None:
     console.print(f"[bold]Q:[/] {r.question}", highlight=False)
     console.print(f"[bold]A:[/] {r.answer}", highlight=False)
-    console.print("[bold]Citations:[/]")
+    console.print(f"[bold]Support:[/] {SUPPORT_TEXT.get(r.support, r.support)}", highlight=False)
+    console.print("[bold]Sources:[/]")
     for c in r.citations:
-        mark = "cited" if c.cited_by_model else "evidence"
-        check = "verified" if c.verified else f"UNVERIFIED: {c.note}"
+        why = f": {c.note}" if c.note and c.support != "read" else ""
         score = f" (retrieval score {c.score:.3f})" if c.score is not None else ""
-        console.print(f"  - {c.label}  [{mark}, {check}]{score}", highlight=False, markup=False)
+        console.print(f"  - {c.label}  [{c.support}{why}]{score}", highlight=False, markup=False)
     for flag in r.flags:
         console.print(f"  [yellow]! {flag}[/]", highlight=False)
     escalated = f" (routed to {r.routed_strategy}, escalated)" if r.routed_strategy != r.strategy else ""
