@@ -21,6 +21,11 @@ function highlightLines() {
     const line = document.getElementById("L" + n);
     if (line) line.classList.add("hl");
   }
+  // The chunks that hold the highlighted lines are marked in the chunk list too.
+  document.querySelectorAll(".chunk-list a[href^='#L']").forEach((a) => {
+    const r = /^#L(\d+)-L(\d+)$/.exec(a.getAttribute("href"));
+    a.classList.toggle("hl", Boolean(r) && Number(r[1]) <= end && Number(r[2]) >= start);
+  });
   const first = document.getElementById("L" + start);
   if (first) first.scrollIntoView({ block: "center" });
 }
@@ -114,7 +119,19 @@ function setupUpload(form) {
     xhr.upload.onprogress = (p) => { if (p.lengthComputable) bar.value = (100 * p.loaded) / p.total; };
     xhr.onload = () => {
       if (xhr.status === 202) { window.location.href = JSON.parse(xhr.responseText).url; return; }
-      document.getElementById("flash").innerHTML = xhr.responseText;
+      const flash = document.getElementById("flash");
+      if ((xhr.getResponseHeader("content-type") || "").includes("json")) {
+        // Refused before the dashboard saw it (a body over the upload limit): the API's JSON error.
+        let message = "The upload was refused (" + xhr.status + ").";
+        try { message = JSON.parse(xhr.responseText).error.message; } catch (err) { /* keep the status */ }
+        const p = document.createElement("p");
+        p.className = "error flash";
+        p.setAttribute("role", "alert");
+        p.textContent = message;
+        flash.replaceChildren(p);
+      } else {
+        flash.innerHTML = xhr.responseText; // our own error fragment, rendered and escaped by the server
+      }
       bar.hidden = true;
       button.removeAttribute("aria-busy");
       button.disabled = false;

@@ -268,9 +268,12 @@ def test_story_the_key_pages_fit_a_phone_and_a_desktop(
         for name, path in (("corpora", "/corpora"), ("corpus", "/corpora/bees"),
                            ("document", "/corpora/bees/documents/bees/hive.md#L7-L8"),
                            ("job", f"/jobs/{job_id}"), ("run", f"/runs/{run_id}"), ("runs", "/runs"),
-                           ("jobs", "/jobs"), ("ask", "/corpora/bees/ask"), ("admin", "/admin")):
+                           ("jobs", "/jobs"), ("ask", "/corpora/bees/ask"), ("admin", "/admin"),
+                           ("engine", "/engine")):
             tab.go(path)
             tab.page.wait_for_load_state("networkidle") if name != "job" else None
+            if name == "engine":  # the model answered in this process: its readings are plotted
+                assert tab.page.locator(".chart .uplot").count() == 2
             _no_sideways_scroll(tab)
             tab.shot(f"page-{name}")
         assert tab.page.locator(".topbar a:has-text('Runs')").is_visible()
