@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,10 +15,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from corral.core.config import get_settings
 from corral.core.errors import ServiceUnavailableError
 
-__all__ = ["dispose_engines", "get_engine", "get_sessionmaker", "session_scope"]
+__all__ = ["SQLITE_NFKC", "dispose_engines", "get_engine", "get_sessionmaker", "register_sqlite_functions",
+           "session_scope"]
+
+# The SQL function SQLite's keyword index folds chunk text with (its triggers call it; see
+# corral.core.index.keyword): Unicode NFKC, as the keyword query is folded.
+SQLITE_NFKC = "corral_nfkc"
+
+
+def _nfkc(text: str | None) -> str | None:
+    return None if text is None else unicodedata.normalize("NFKC", text)
+
+
+def register_sqlite_functions(dbapi_connection: Any) -> None:
+    """Give a SQLite connection the functions the schema's triggers call (every connection that may
+    write ``chunk`` rows needs them: the engines here, and the migration that creates the triggers)."""
+    dbapi_connection.create_function(SQLITE_NFKC, 1, _nfkc, deterministic=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    register_sqlite_functions(dbapi_connection)
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while an in-process job writes; foreign keys make cascades real.
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -6,26 +6,34 @@ never disagree with SQL — a crashed worker leaves both or neither — and ever
 of a server deployment shares it with no file locking or reload protocol. Chroma is written before
 that transaction commits, with deterministic ids, so re-running a task repairs any gap there.
 
-* **SQLite** (embedded mode): an FTS5 table ``chunk_fts`` with external content (``chunk.text``,
-  keyed by the chunk's rowid) kept in step by triggers; ranked by FTS5's built-in ``bm25()``.
-* **PostgreSQL** (server mode): a GIN index on ``to_tsvector('simple', text)`` over ``chunk``;
-  ranked by ``ts_rank_cd`` (cover density: term frequency and proximity, normalised by length).
+* **SQLite** (embedded mode): a contentless FTS5 table ``chunk_fts`` over ``corral_nfkc(chunk.text)``
+  (keyed by the chunk's rowid) kept in step by triggers; ranked by FTS5's built-in ``bm25()``.
+* **PostgreSQL** (server mode): a GIN index on ``to_tsvector('simple', normalize(text, NFKC))`` over
+  ``chunk``; ranked by ``ts_rank_cd`` (cover density: term frequency and proximity, normalised by
+  length).
 
-Both are created by migration 0002. Because the index follows the ``chunk`` table, ``upsert`` and
-``delete`` have nothing to do: they exist so that the pipeline addresses every index the same way
-and an index kept outside SQL could be dropped in without changing callers.
+Both sides of a match are folded to Unicode NFKC — the indexed text (in the database) and the query
+(:func:`fold`) — so full-width letters, ligatures (``\ufb01le``) and their plain spellings find each
+other; and a term keeps its combining marks (``B\u0305``, a ``B`` with a combining overline, is a
+term, not a lone ``B`` too short to search for). Created by migration 0002, folded by 0005.
 
-Queries are never passed to the database's query syntax: they are split into word terms (letters,
-digits, underscore), deduplicated and capped, and each term is quoted, so ``"``, ``*``, ``NEAR``,
-``:`` or ``&`` are plain text, an empty query finds nothing, and a huge one costs a bounded amount.
+Because the index follows the ``chunk`` table, ``upsert`` and ``delete`` have nothing to do: they
+exist so that the pipeline addresses every index the same way and an index kept outside SQL could be
+dropped in without changing callers.
+
+Queries are never passed to the database's query syntax: they are split into word terms (letters and
+digits with their marks; underscore splits), deduplicated and capped, and each term is quoted, so
+``"``, ``*``, ``NEAR``, ``:`` or ``&`` are plain text, an empty query finds nothing, and a huge one
+costs a bounded amount.
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Protocol
 
+import regex
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -35,8 +43,10 @@ from corral.core.index.store import Hit, IndexedChunk
 
 __all__ = [
     "MAX_QUERY_TERMS",
+    "TERM",
     "KeywordIndex",
     "SqlKeywordIndex",
+    "fold",
     "get_keyword_index",
     "include_in_autogenerate",
     "query_terms",
@@ -45,8 +55,15 @@ __all__ = [
 MAX_QUERY_TERMS = 64
 _MAX_TERM_CHARS = 64
 _MAX_K = 1000
-# Letters and digits in any script; underscore splits terms, as FTS5's default tokenizer does.
-_TERM = re.compile(r"[^\W_]+", re.UNICODE)
+# Letters and digits in any script with the marks that combine with them (Python's \w leaves marks
+# out, so "B̅" would lose its overline and a Devanagari word its vowel signs); underscore and
+# punctuation split terms, as FTS5's default tokenizer does.
+TERM = regex.compile(r"[\p{L}\p{N}][\p{L}\p{N}\p{M}]*")
+
+
+def fold(text: str) -> str:
+    """``text`` in Unicode NFKC: the form the keyword index holds chunk text in."""
+    return unicodedata.normalize("NFKC", text)
 
 
 class KeywordIndex(Protocol):
@@ -69,12 +86,13 @@ def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected
 
 
 def query_terms(query: str) -> list[str]:
-    """The distinct lower-cased word terms of ``query`` in order, at most :data:`MAX_QUERY_TERMS`.
+    """The distinct lower-cased word terms of ``query`` (folded to NFKC) in order, at most
+    :data:`MAX_QUERY_TERMS`.
 
     Only the first 64 KiB of the query are looked at: nothing longer is a search.
     """
     seen: dict[str, None] = {}
-    for match in _TERM.finditer(query[: 64 * 1024]):
+    for match in TERM.finditer(fold(query[: 64 * 1024])):
         term = match.group().lower()[:_MAX_TERM_CHARS]
         seen.setdefault(term, None)
         if len(seen) >= MAX_QUERY_TERMS:
@@ -94,12 +112,12 @@ _SQLITE_SEARCH = text("""
 """)
 
 _PG_SEARCH = text("""
-    SELECT c.id, ts_rank_cd(to_tsvector('simple', c.text), q.query) AS score, c.text, d.path,
-           c.ordinal, c.start_line, c.end_line, d.kind, c.symbol
+    SELECT c.id, ts_rank_cd(to_tsvector('simple', normalize(c.text, NFKC)), q.query) AS score, c.text,
+           d.path, c.ordinal, c.start_line, c.end_line, d.kind, c.symbol
     FROM chunk AS c
     JOIN document AS d ON d.id = c.document_id,
          (SELECT to_tsquery('simple', :match) AS query) AS q
-    WHERE d.corpus_id = :corpus_id AND to_tsvector('simple', c.text) @@ q.query
+    WHERE d.corpus_id = :corpus_id AND to_tsvector('simple', normalize(c.text, NFKC)) @@ q.query
     ORDER BY score DESC, c.id
     LIMIT :k
 """)
