@@ -162,7 +162,10 @@ function drawCharts() {
     const values = data[el.dataset.chart];
     if (!data.t.length) { el.textContent = "No readings yet."; return; }
     const width = Math.max(240, el.clientWidth || 600);
-    new uPlot({ width, height: 180, series: [{}, { label: el.dataset.label, stroke: "#1064aa", width: 2 }],
+    const end = data.t[data.t.length - 1];
+    new uPlot({ width, height: 180, series: [{}, { label: el.dataset.label, stroke: "#1064aa", width: 2,
+                                                   points: { size: 5 } }],
+                scales: { x: { time: true, range: () => [end - 3600, end] } }, // always the last hour
                 axes: [{}, { size: 60 }] }, [data.t, values], el);
   });
 }
