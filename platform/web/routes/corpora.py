@@ -21,6 +21,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PAGE = 50
 MAX_QUERY = 500
+MAX_LINES = 20_000  # a page of source a browser still renders quickly; longer documents are cut
 
 
 @router.get("/corpora")
@@ -70,8 +71,8 @@ def document(request: Request, name: str, path: str, viewer: ReadViewer) -> Resp
         chunks: list[Chunk] = list(doc.chunks)
         lines = document_lines(db, doc)
         pages = {c.start_line: c.page for c in chunks if c.page is not None}
-        return render(request, "document.html", corpus=found, doc=doc, chunks=chunks, lines=lines,
-                      pages=pages)
+        return render(request, "document.html", corpus=found, doc=doc, chunks=chunks,
+                      lines=lines[:MAX_LINES], cut=max(0, len(lines) - MAX_LINES), pages=pages)
 
 
 def _search(workspace: str, name: str, query: str, k: int) -> tuple[list[dict[str, Any]], bool]:

@@ -248,3 +248,36 @@ def test_retry_failed_documents_indexes_them_once_fixed(closed: TestClient, tmp_
     assert finished["state"] == "succeeded" and finished["failed"] == 0
     shown = closed.get("/corpora/notes?state=failed")
     assert "No documents match" in shown.text
+
+
+def test_the_document_view_shows_lines_chunks_and_why_a_document_failed(
+    closed: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from corral.platform.web.routes import corpora as corpora_pages
+
+    admin = issue_key("admin")
+    docs = tmp_path / "odd"
+    docs.mkdir()
+    (docs / "a b#c?.md").write_text("# Title\n\none\ntwo <script>alert(1)</script>\nthree\n")
+    (docs / "bad.txt").write_bytes(b"caf\xe9\n")
+    made = closed.post("/v1/corpora/odd/ingest", json={"path": str(docs)}, headers=bearer(admin))
+    closed.headers.update(bearer(admin))
+    try:
+        assert wait_for_job(closed, made.json()["job_id"])["state"] == "succeeded"
+    finally:
+        closed.headers.pop("Authorization")
+    sign_in(closed, admin)
+    listing = closed.get("/corpora/odd").text
+    link = re.search(r'href="(/corpora/odd/documents/odd/a[^"]*)"', listing)
+    assert link and link.group(1) == "/corpora/odd/documents/odd/a%20b%23c%3F.md"  # quoted, slashes kept
+    page = closed.get(link.group(1))
+    assert page.status_code == 200 and 'id="L5"' in page.text and 'id="L6"' not in page.text
+    assert "&lt;script&gt;" in page.text and "<script>alert" not in page.text  # source is text, never HTML
+    assert 'href="#L1-L5"' in page.text  # the chunk list links its line range
+
+    monkeypatch.setattr(corpora_pages, "MAX_LINES", 2)
+    cut = closed.get(link.group(1)).text
+    assert 'id="L2"' in cut and 'id="L3"' not in cut and "The last 3 lines are not shown" in cut
+
+    failed = closed.get("/corpora/odd/documents/odd/bad.txt")
+    assert failed.status_code == 200 and "invalid UTF-8" in failed.text and "No text to show" in failed.text
