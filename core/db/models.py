@@ -369,3 +369,22 @@ class WebhookDelivery(_Timestamped, Base):
     # Set only while pending (runners look for due ones through its index), None once finished.
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvalResult(_Timestamped, Base):
+    """What one ``corral eval`` measured for one suite at one window: per (task kind, strategy) the
+    mean evidence recall and tokens read (``rows``). The results of one run share its ``batch``."""
+
+    __tablename__ = "eval_result"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    batch: Mapped[str] = mapped_column(String(32), index=True, nullable=False)
+    suite: Mapped[str] = mapped_column(String(32), nullable=False)  # docs | code | prose
+    window: Mapped[int] = mapped_column(Integer, nullable=False)
+    corpus_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    hybrid: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    # [{"kind", "strategy", "tasks", "recall", "tokens", "chosen"?}] as EvalReport.summary() gives them.
+    rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, nullable=False)
