@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from corral.agents.retrieval.query import content_terms
+from corral.core.index.keyword import TERM, fold
 
 __all__ = ["QuestionSignals", "QuestionType", "classify_question", "content_terms", "lexical_overlap"]
 
@@ -154,7 +155,7 @@ def lexical_overlap(terms: Iterable[str], texts: Iterable[str]) -> float:
         return 0.0
     seen: set[str] = set()
     for text in texts:
-        seen.update(m.group(0).lower() for m in _WORD.finditer(text))
+        seen.update(m.group(0).lower() for m in TERM.finditer(fold(text)))  # read as the terms were
         if wanted <= seen:
             return 1.0
     return len(wanted & seen) / len(wanted)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.agents.routing import QuestionType, classify_question
+from corral.agents.routing import QuestionType, classify_question, lexical_overlap
 
 GLOBAL = [
     "How many warehouses store lanterns?",
@@ -75,3 +75,11 @@ def test_the_code_benchmark_asks_for_one_function_each_time() -> None:
                         "give a summary of the response headers", "count the number of open connections"):
         q = f"Which function is responsible for this: {description}?"
         assert classify_question(q).type is QuestionType.NEEDLE, q
+
+
+def test_overlap_reads_the_text_as_the_question_terms_are_read() -> None:
+    # Terms keep combining marks and are folded to NFKC; the text they are looked for in is read the same.
+    signals = classify_question("Where did Can B\u0305 Corp. keep its ledgers?")
+    assert lexical_overlap(signals.terms, ["Can B\u0305 Corp. keep its ledgers in a trunk."]) == 1.0
+    full_width = classify_question("Who is \uff2b\uff41\uff49?")
+    assert lexical_overlap(full_width.terms, ["A letter from Kai."]) == 1.0
