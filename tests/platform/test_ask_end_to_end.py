@@ -225,6 +225,15 @@ def test_cli_eval_reports_recall_and_tokens_per_strategy(corral_env: Path, tmp_p
     assert {("needle", "router"), ("needle", "stuff"), ("aggregate", "map-reduce")} <= rows
     assert {x["strategy"] for x in body["code"]["2048"]} == {"stuff", "retrieve", "scoped-stuff",
                                                                "map-reduce", "router"}
+    # Stored for the dashboard's evaluation plot: one batch, a result per suite and window.
+    from corral.core.db import session_scope
+    from corral.core.services import get_or_create_workspace
+    from corral.core.services.evals import latest_eval
+
+    with session_scope() as session:
+        found = latest_eval(session, get_or_create_workspace(session).id)
+        stored = {(e.suite, e.window): e.rows for e in found}
+    assert stored == {("docs", 2048): body["docs"]["2048"], ("code", 2048): body["code"]["2048"]}
     bad = runner.invoke(app, ["eval", "--code-package", "../../etc", "--window", "4096"])
     assert bad.exit_code == 2 and "not standard-library" in bad.output
 

@@ -26,8 +26,10 @@ from corral.agents.eval import (
     save_tasks,
 )
 from corral.core.config import get_settings
-from corral.core.db import get_sessionmaker
+from corral.core.db import get_sessionmaker, session_scope
 from corral.core.errors import InvalidInputError
+from corral.core.services import get_or_create_workspace
+from corral.core.services.evals import record_eval
 from corral.ingestion.tokens import get_token_counter
 from corral.platform.composition import get_chat, get_searcher, ingest_in_process, prepare
 
@@ -94,6 +96,17 @@ def run_eval(
     return out
 
 
+def store_reports(reports: dict[str, dict[int, EvalReport]]) -> str:
+    """Record the reports in the database (the default workspace, where the eval corpora live), for the
+    dashboard's evaluation plot; the batch id."""
+    with session_scope() as session:
+        ws = get_or_create_workspace(session)
+        return record_eval(session, ws.id, {
+            suite: {w: {"corpus_tokens": r.corpus_tokens, "hybrid": r.hybrid, "rows": r.summary()}
+                    for w, r in by_window.items()}
+            for suite, by_window in reports.items()})
+
+
 def eval_command(
     workdir: Annotated[
         Path | None, typer.Option(help="Where to write the generated corpora (default: a temp folder).")
@@ -127,6 +140,7 @@ def eval_command(
                     novels=novels)
     with tempfile.TemporaryDirectory(prefix="corral-eval-") as tmp:
         reports = run_eval(workdir or Path(tmp), size, windows, with_model=with_model)
+    store_reports(reports)
     if as_json:
         typer.echo(json.dumps({suite: {str(w): r.summary() for w, r in by_w.items()}
                                for suite, by_w in reports.items()}, indent=1))

@@ -170,8 +170,28 @@ function drawCharts() {
   });
 }
 
+// --- Evaluation: each strategy's evidence recall (y) against the tokens it read (x), as points. ---
+const PALETTE = ["#1064aa", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#495057"];
+function drawScatters() {
+  if (typeof uPlot === "undefined") return;
+  document.querySelectorAll("[data-scatter]").forEach((el) => {
+    const data = JSON.parse(el.dataset.scatter);
+    if (!data.x.length) { el.textContent = "Nothing measured."; return; }
+    const log = data.x.every((x) => x > 0);
+    const series = [{ label: el.dataset.x }].concat(data.series.map((s, i) => ({
+      label: s.label, stroke: PALETTE[i % PALETTE.length], paths: () => null,
+      points: { show: true, size: 10, fill: PALETTE[i % PALETTE.length] },
+    })));
+    new uPlot({ width: Math.max(240, el.clientWidth || 600), height: 240, series,
+                scales: { x: { time: false, distr: log ? 3 : 1 }, y: { range: [0, 1.05] } },
+                axes: [{ label: el.dataset.x }, { label: el.dataset.y, size: 60 }] },
+              [data.x].concat(data.series.map((s) => s.values)), el);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   drawCharts();
+  drawScatters();
   document.querySelectorAll("form[data-upload]").forEach(setupUpload);
   setupAskBox(document);
   startRuns(document);

@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import bearer, issue_key
 from tests.platform.web.conftest import Tab
+from tests.platform.web.test_web_evaluation import ROWS as EVAL_ROWS
+from tests.platform.web.test_web_evaluation import store as store_eval
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -262,6 +264,7 @@ def test_story_the_key_pages_fit_a_phone_and_a_desktop(
         while c.get(f"/v1/runs/{run_id}").json()["state"] not in ("succeeded", "failed"):
             assert time.monotonic() < deadline
             time.sleep(0.2)
+    store_eval("default", EVAL_ROWS)
     for width in (360, 1440):
         tab = open_tab(width, 780)
         sign_in(tab, key)
@@ -269,11 +272,13 @@ def test_story_the_key_pages_fit_a_phone_and_a_desktop(
                            ("document", "/corpora/bees/documents/bees/hive.md#L7-L8"),
                            ("job", f"/jobs/{job_id}"), ("run", f"/runs/{run_id}"), ("runs", "/runs"),
                            ("jobs", "/jobs"), ("ask", "/corpora/bees/ask"), ("admin", "/admin"),
-                           ("engine", "/engine")):
+                           ("engine", "/engine"), ("evaluation", "/evaluation")):
             tab.go(path)
             tab.page.wait_for_load_state("networkidle") if name != "job" else None
             if name == "engine":  # the model answered in this process: its readings are plotted
                 assert tab.page.locator(".chart .uplot").count() == 2
+            if name == "evaluation":
+                assert tab.page.locator("[data-scatter] .uplot").count() == 1
             _no_sideways_scroll(tab)
             tab.shot(f"page-{name}")
         assert tab.page.locator(".topbar a:has-text('Runs')").is_visible()
