@@ -6,9 +6,11 @@ downloads a model on first use, which Corral must never do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import lru_cache, wraps
+from typing import Any, TypeVar
+
+import httpx
 
 from corral.core.config import get_settings
 from corral.core.errors import ServiceUnavailableError
@@ -17,6 +19,28 @@ from corral.core.index.store import Hit, IndexedChunk, VectorStore
 __all__ = ["ChromaStore", "get_vector_store"]
 
 _UPSERT_BATCH = 1000
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unreachable_is_unavailable(method: F) -> F:
+    """A Chroma server that cannot be reached (stopped, restarting) is a ServiceUnavailableError —
+    transient, so a batch task retries it with backoff — not a bug that fails the batch's
+    documents for good. Chroma's client says so with httpx errors, or a ValueError of its own."""
+
+    @wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (httpx.TransportError, ConnectionError) as exc:
+            raise ServiceUnavailableError(f"the Chroma server is unreachable: {exc!r}") from exc
+        except ValueError as exc:
+            if "could not connect" in str(exc).lower():
+                raise ServiceUnavailableError(f"the Chroma server is unreachable: {exc}") from exc
+            raise
+
+    return call  # type: ignore[return-value]
 
 
 def _collection_name(corpus_id: int) -> str:
@@ -34,6 +58,7 @@ class ChromaStore:
             metadata={"hnsw:space": "cosine"},
         )
 
+    @_unreachable_is_unavailable
     def upsert(self, corpus_id: int, chunks: Sequence[IndexedChunk]) -> None:
         if not chunks:
             return
@@ -47,10 +72,12 @@ class ChromaStore:
                 metadatas=[dict(c.metadata) or None for c in batch],
             )
 
+    @_unreachable_is_unavailable
     def delete(self, corpus_id: int, chunk_ids: Sequence[str]) -> None:
         if chunk_ids:
             self._collection(corpus_id).delete(ids=list(chunk_ids))
 
+    @_unreachable_is_unavailable
     def get_embeddings(self, corpus_id: int, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
         if not chunk_ids:
             return {}
@@ -63,6 +90,7 @@ class ChromaStore:
                 found[cid] = [float(x) for x in vector]
         return found
 
+    @_unreachable_is_unavailable
     def query(self, corpus_id: int, embedding: Sequence[float], k: int) -> list[Hit]:
         collection = self._collection(corpus_id)
         n = min(k, collection.count())
@@ -81,9 +109,11 @@ class ChromaStore:
             )
         ]
 
+    @_unreachable_is_unavailable
     def count(self, corpus_id: int) -> int:
         return int(self._collection(corpus_id).count())
 
+    @_unreachable_is_unavailable
     def drop(self, corpus_id: int) -> None:
         try:
             self._client.delete_collection(_collection_name(corpus_id))

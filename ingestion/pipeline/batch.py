@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -113,6 +113,27 @@ def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResul
         corpus_id, params = job.corpus_id, dict(job.params)
     if not paths:
         return BatchResult()
+    # Attempts count starts that never finished — a crash. A batch that ends with an error (a
+    # service briefly down, retried by its task) finished: its attempts are given back.
+    counted = [] if retrying else list(paths)
+    try:
+        return _index_paths(services, job_id, batch, corpus_id, params, paths, retrying, counted)
+    except Exception:
+        try:
+            with sf.begin() as session:
+                _count_attempt(session, job_id, batch, counted, -1)
+        except Exception as exc:
+            log.warning("could not give back the attempts of job %s batch %d: %r", job_id, batch, exc)
+        raise
+
+
+def _index_paths(
+    services: IngestServices, job_id: str, batch: int, corpus_id: int, params: dict[str, Any],
+    paths: list[str], retrying: bool, counted: list[str],
+) -> BatchResult:
+    """Index ``paths`` (all at once, or one at a time when ``retrying``); ``counted`` holds the
+    paths whose attempt is counted and not yet finished."""
+    sf = services.session_factory
     source_id = params.get("source_id")
     source = open_spec(spec_from_params(params), refresh=False)
     with sf.begin() as session:
@@ -139,6 +160,7 @@ def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResul
             break
         with sf.begin() as session:
             _count_attempt(session, job_id, batch, [path])
+        counted[:] = [path]
         one = _write(services, job_id, batch, corpus_id, source_id,
                      [_read_one(services, source.open_document(path), known_docs.get(path))], check)
         total.documents += one.documents
@@ -148,10 +170,11 @@ def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResul
     return total
 
 
-def _count_attempt(session: Session, job_id: str, batch: int, paths: list[str]) -> None:
-    session.execute(update(JobItem).where(JobItem.job_id == job_id, JobItem.batch == batch,
-                                          JobItem.path.in_(paths))
-                    .values(attempts=JobItem.attempts + 1))
+def _count_attempt(session: Session, job_id: str, batch: int, paths: list[str], by: int = 1) -> None:
+    if paths:
+        session.execute(update(JobItem).where(JobItem.job_id == job_id, JobItem.batch == batch,
+                                              JobItem.path.in_(paths), JobItem.state == ItemState.PENDING)
+                        .values(attempts=JobItem.attempts + by))
 
 
 def _read_one(

@@ -313,3 +313,25 @@ def test_cancel_stops_inside_a_long_document_between_embedding_groups(
         assert not s.scalars(select(Document).join(JobItem, JobItem.path == Document.path)
                              .where(JobItem.job_id == job_id)).all()  # nothing half-written
     assert states == ["cancelled"] * 4
+
+
+def test_a_service_briefly_down_more_often_than_the_poison_limit_fails_no_document(
+    services: IngestServices, tmp_path: Path
+) -> None:
+    from corral.ingestion.pipeline import MAX_ITEM_ATTEMPTS
+
+    root = _tree(tmp_path / "kb", 2)
+    job_id = _job("kb", root)
+    embedder = services.embedder
+    assert isinstance(embedder, CountingEmbedder)
+    # The embedder (standing for the vector store or the database) is down for more tries than a
+    # crashing document is allowed: errors that end a try are not crashes.
+    outages = MAX_ITEM_ATTEMPTS + 2
+    for _ in range(outages):
+        embedder.fail_on_call = embedder.calls + 1
+        with pytest.raises(ServiceUnavailableError):
+            run_ingest_job(services, job_id)
+    assert run_ingest_job(services, job_id) is JobState.SUCCEEDED
+    with session_scope() as s:
+        states = [i.state for i in s.scalars(select(JobItem).where(JobItem.job_id == job_id))]
+    assert states == ["indexed", "indexed"]
