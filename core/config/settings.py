@@ -159,6 +159,26 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
     readiness_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # Where people open the dashboard (e.g. https://corral.example.com): the Slack bot links its
+    # citations to the dashboard's source view there. None: citations are shown without links.
+    public_url: str | None = None
+
+    # The Slack bot (`platform/slack/`): served by `corral serve` at /slack/events when the bot token
+    # and the signing secret are set, or over Socket Mode by `corral slack --socket` (the app token).
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    # The Corral workspace a Slack team is bound to when it first writes (`corral slack bind` changes it).
+    slack_workspace: str = "default"
+    # Slack user ids allowed `/corral corpus` and `/corral ingest` besides the team's admins and owners.
+    slack_admins: list[str] = Field(default_factory=list)
+    # Answer messages that other bots post (the bot's own messages are always ignored).
+    slack_answer_bots: bool = False
+    # Questions the bot follows at once (each waits on its run), and the least time between two edits
+    # of a progress message (chat.update allows about 50 calls a minute per Slack team).
+    slack_threads: int = Field(default=16, ge=1, le=256)
+    slack_progress_interval_s: float = Field(default=3.0, ge=0.0, le=60.0)
 
     # OpenAI-compatible inference server (`corral inference serve`). Backend "auto" serves the
     # embedded engine when it can load the model, else the transformers reference.

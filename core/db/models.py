@@ -388,3 +388,57 @@ class EvalResult(_Timestamped, Base):
     hybrid: Mapped[bool] = mapped_column(Boolean, nullable=False)
     # [{"kind", "strategy", "tasks", "recall", "tokens", "chosen"?}] as EvalReport.summary() gives them.
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, nullable=False)
+
+
+class SlackTeam(_Timestamped, Base):
+    """A Slack team (workspace) bound to one Corral workspace: its channels reach only that
+    workspace's corpora."""
+
+    __tablename__ = "slack_team"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+
+
+class SlackChannel(_Timestamped, Base):
+    """The corpus a Slack channel (or direct-message conversation) asks by default."""
+
+    __tablename__ = "slack_channel"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    channel_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    corpus_id: Mapped[int] = mapped_column(
+        ForeignKey("corpus.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    set_by: Mapped[str | None] = mapped_column(String(64))  # a Slack user id, or "dashboard"
+
+
+class SlackThread(_Timestamped, Base):
+    """A Slack thread the bot answered in, and the corpus it answered from: replies in it are
+    follow-ups, asked of the same corpus."""
+
+    __tablename__ = "slack_thread"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    channel_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    thread_ts: Mapped[str] = mapped_column(String(32), nullable=False)
+    corpus_id: Mapped[int] = mapped_column(
+        ForeignKey("corpus.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+
+
+class SlackEvent(Base):
+    """An Events API delivery already taken: Slack's retries of it (``X-Slack-Retry-Num``) carry the
+    same event id and are dropped."""
+
+    __tablename__ = "slack_event"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True, nullable=False)

@@ -13,12 +13,14 @@ from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import ERROR_RESPONSES, install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
 from corral.platform.api.routes import admin, corpora, health, jobs, observability, runs
+from corral.platform.api.routes import slack as slack_routes_v1
 from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
 from corral.platform.observability.metrics import MetricsMiddleware
 from corral.platform.runs import fail_interrupted_embedded_runs
+from corral.platform.slack import build_bot, slack_routes
 from corral.platform.web.app import mount_dashboard
 from corral.platform.webhooks import start_webhook_runner
 
@@ -33,6 +35,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if getattr(app.state, "slack", None) is not None:
+            app.state.slack.stop()  # its listeners stop following runs
         await run_in_threadpool(webhooks.stop)
 
 
@@ -53,6 +57,13 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     app.include_router(runs.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
     app.include_router(webhook_routes.router, prefix="/v1")
+    app.include_router(slack_routes_v1.router, prefix="/v1")
+    # The Slack bot's Events API endpoint, when the bot is configured (over HTTP; Socket Mode is
+    # `corral slack --socket`). Slack's signature, not an API key, authenticates it.
+    app.state.slack = None
+    if settings.slack_bot_token is not None and settings.slack_signing_secret is not None:
+        app.state.slack = build_bot(settings)
+        app.include_router(slack_routes(app.state.slack))
     mount_dashboard(app)  # the dashboard's pages under /, over the same services
     app.add_middleware(BodyLimitMiddleware, limit=settings.api_max_body_bytes,
                        upload_limit=settings.upload_max_bytes)

@@ -24,6 +24,7 @@ from corral.platform.cli.commands import (
     jobs_cmd,
     keys_cmd,
     serve_cmd,
+    slack_cmd,
     stack_cmd,
 )
 
@@ -90,6 +91,12 @@ stack_app = typer.Typer(help="The server-mode stack without Docker (honcho).", n
 stack_app.command("up")(friendly_errors(stack_cmd.up))
 stack_app.command("procfile")(friendly_errors(stack_cmd.procfile_cmd))
 app.add_typer(stack_app, name="stack")
+slack_app = typer.Typer(help="The Slack bot: Socket Mode, and which workspace a Slack team asks.",
+                        invoke_without_command=True)
+slack_app.callback()(friendly_errors(slack_cmd.slack))
+slack_app.command("bind")(friendly_errors(slack_cmd.bind))
+slack_app.command("teams")(friendly_errors(slack_cmd.teams))
+app.add_typer(slack_app, name="slack")
 
 
 def main() -> None:

@@ -98,6 +98,24 @@ def _webhook(w: World) -> str:
     return str(made.json()["id"])
 
 
+def _slack_team(w: World) -> str:
+    from corral.core.db import session_scope
+    from corral.core.services.slack import bind_team
+
+    with session_scope() as session:  # a team is bound when it first writes, or by the operator
+        bind_team(session, "TBEESONLY", "bees-inc")
+    w.markers.add("TBEESONLY")
+    return "TBEESONLY"
+
+
+def _slack_channel(w: World) -> str:
+    team, corpus = w.get("slack-team", _slack_team), w.get("corpus", _corpus)
+    made = w.client.put(f"/v1/slack/channels/{team}/CBEESONLY", json={"corpus": corpus}, headers=w.b)
+    assert made.status_code == 200, made.text
+    w.markers.add("CBEESONLY")
+    return "CBEESONLY"
+
+
 # What a path parameter names, by the path segment before it → how to make one in workspace B.
 FACTORIES: dict[str, tuple[str, Callable[[World], str]]] = {
     "corpora/{name}": ("corpus", _corpus),
@@ -105,6 +123,8 @@ FACTORIES: dict[str, tuple[str, Callable[[World], str]]] = {
     "runs/{run_id}": ("run", _run),
     "keys/{key_id}": ("key", _key),
     "webhooks/{webhook_id}": ("webhook", _webhook),
+    "channels/{team_id}": ("slack-team", _slack_team),
+    "{team_id}/{channel_id}": ("slack-channel", _slack_channel),
 }
 # Request bodies that pass validation, so the route reaches its lookup: by request schema name, or
 # by operation for bodies without one (multipart).
@@ -112,6 +132,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "AskRequest": {"json": {"question": "What do bees make?"}},
     "FeedbackRequest": {"json": {"rating": 1, "comment": "from another workspace"}},
     "IngestRequest": {"json": {"path": "<docs>"}},
+    "ChannelCorpus": {"json": {"corpus": B_CORPUS}},
     "POST /v1/corpora/{name}/documents": {"files": {"files": ("intruder.md", b"# Intruder\n\nWasps.\n",
                                                               "text/markdown")}},
 }
