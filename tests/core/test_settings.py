@@ -47,7 +47,8 @@ def test_a_chat_model_path_is_a_folder_or_a_gguf_file(
     gguf.write_bytes(b"GGUF")
     assert Settings(chat_model=str(gguf)).resolved_chat_model() == (tmp_path, "my-model.gguf")
     assert Settings(chat_model=str(tmp_path)).resolved_chat_model() == (tmp_path, None)
-    assert Settings(chat_model_path=gguf, chat_model="smollm2-135m").resolved_chat_model()[1] == "my-model.gguf"
+    pinned = Settings(chat_model_path=gguf, chat_model="smollm2-135m")
+    assert pinned.resolved_chat_model()[1] == "my-model.gguf"
     with pytest.raises(ConfigurationError, match="neither a preset"):
         Settings(chat_model="gpt-17").resolved_chat_model()
 
@@ -79,11 +80,11 @@ def test_a_split_model_is_joined_once_and_a_changed_part_is_refused(
     for name_ in ("corral_test_part1", "corral_test_part2"):
         sys.modules.pop(name_, None)
     tampered = _fake_split_model(tmp_path / "bad", monkeypatch, [b"GGUF-one-", b"EVIL-two"])
-    with pytest.raises(ConfigurationError, match="sha256 .* not the pinned"):
+    with pytest.raises(ConfigurationError, match=r"sha256 .* not the pinned"):
         resolve_preset(tampered, tmp_path / "other-models")
     assert not any((tmp_path / "other-models").rglob("*.gguf"))
     truncated = _fake_split_model(tmp_path / "short", monkeypatch, [b"GGUF-one-"])
-    with pytest.raises(ConfigurationError, match="missing|not the pinned"):
+    with pytest.raises(ConfigurationError, match=r"missing|not the pinned"):
         resolve_preset(truncated, tmp_path / "third")
 
 
