@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from corral.core.config import get_settings
+from corral.ingestion.sources.spec import upload_root
 from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import ERROR_RESPONSES, install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
@@ -16,6 +17,7 @@ from corral.platform.api.routes import admin, corpora, health, jobs, observabili
 from corral.platform.api.routes import slack as slack_routes_v1
 from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
+from corral.platform.api.uploads import sweep_abandoned_uploads
 from corral.platform.composition import prepare
 from corral.platform.jobs import resume_embedded_jobs
 from corral.platform.observability.metrics import MetricsMiddleware
@@ -29,6 +31,7 @@ from corral.platform.webhooks import start_webhook_runner
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(prepare)
     await run_in_threadpool(resume_embedded_jobs)
+    await run_in_threadpool(sweep_abandoned_uploads, upload_root())  # left by a killed API
     await run_in_threadpool(fail_interrupted_embedded_runs)
     log_policy(app.state.access)
     webhooks = start_webhook_runner()  # sends queued webhook deliveries, in every API process

@@ -17,7 +17,9 @@ the data dir: in server mode they must mount the same data dir volume as the API
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
+import time
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -33,7 +35,12 @@ from corral.ingestion.sources import UploadSpec
 from corral.ingestion.sources.archive import safe_file_name
 from corral.ingestion.sources.upload import upload_prefix
 
-__all__ = ["StagedUpload", "UploadLimits", "receive_upload"]
+__all__ = ["ABANDONED_AFTER_S", "StagedUpload", "UploadLimits", "receive_upload",
+           "sweep_abandoned_uploads"]
+
+# A staging folder (``<id>.part``) untouched this long belongs to an API process that died mid-upload
+# (SIGKILL runs no cleanup). Another process's upload in progress writes to its folder all along.
+ABANDONED_AFTER_S = 3600.0
 
 _MAX_FIELD_BYTES = 64 * 1024  # a form field that is not a file (ignored) may not be larger
 _MAX_PARTS = 10_000
@@ -203,3 +210,21 @@ def _check_zip(path: Path) -> None:
             zf.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
         raise InvalidInputError(f"{path.name[:200]!r} is not a readable zip archive: {exc}") from None
+
+
+def sweep_abandoned_uploads(root: Path, older_than_s: float = ABANDONED_AFTER_S) -> list[str]:
+    """Remove the staging folders under ``root`` no upload has written to for ``older_than_s``
+    seconds (left by an API process killed mid-upload); returns their names. Finished uploads
+    (renamed, queued as jobs) are never touched."""
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for part in root.glob("*.part"):
+        newest = max((p.stat().st_mtime for p in part.rglob("*")), default=part.stat().st_mtime)
+        if max(newest, part.stat().st_mtime) < cutoff:
+            shutil.rmtree(part, ignore_errors=True)
+            removed.append(part.name)
+    if removed:
+        logging.getLogger(__name__).warning("removed %d abandoned upload(s): %s", len(removed), removed)
+    return removed

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -406,4 +407,117 @@ def test_broker_database_and_vector_store_broken_mid_job_lose_and_duplicate_noth
             assert len(paths) == len(set(paths)) == N_FILES
         _nothing_unfinished()
     finally:
+        stop_worker(worker)
+
+
+# -- the API killed with an event stream and an upload in flight ----------------------------------
+
+def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([str(BIN / "corral"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
+    _until("the API answers", lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+           .is_success, 90, [log])
+    return proc
+
+
+def _slow_multipart(boundary: str, name: str, chunks: int, started: threading.Event) -> Iterator[bytes]:
+    """A multipart body that takes its time: the API is killed while it is still arriving."""
+    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+           "Content-Type: text/markdown\r\n\r\n# Uploaded\n\n").encode()
+    for i in range(chunks):
+        started.set()
+        yield f"Line {i} of an upload that arrives slowly.\n".encode() * 50
+        time.sleep(0.1)
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_the_api_killed_with_a_stream_and_an_upload_in_flight_loses_and_repeats_nothing(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    from corral.core.db import Job, RunState, session_scope
+    from tests.conftest import bearer, issue_key
+
+    env = {**run_env}
+    logs = [tmp_path / "worker.log", tmp_path / "api.log"]
+    worker = start_worker(env, logs[0])
+    port = free_port()
+    api = _serve(env, port, logs[1])
+    base = f"http://127.0.0.1:{port}"
+    headers = bearer(issue_key("admin"))
+    try:
+        _corpus_with_one_note(tmp_path, logs)
+        run = httpx.post(f"{base}/v1/corpora/kb/runs", headers=headers, timeout=30,
+                         json={"question": "What is the token for note 0?"}).json()
+        seen: list[dict[str, str]] = []
+        stream_error: list[BaseException] = []
+
+        def follow() -> None:
+            try:
+                with httpx.stream("GET", f"{base}{run['events_url']}", headers=headers, timeout=60) as r:
+                    for line in r.iter_lines():
+                        if line.startswith("id:"):
+                            seen.append({"id": line[3:].strip()})
+                        elif line.startswith("event:") and seen:
+                            seen[-1]["event"] = line[6:].strip()
+            except httpx.HTTPError as exc:
+                stream_error.append(exc)
+
+        upload_error: list[BaseException] = []
+        upload_started = threading.Event()
+        boundary = "corralfaultboundary"
+
+        def upload() -> None:
+            try:
+                httpx.post(f"{base}/v1/corpora/up/documents", timeout=60,
+                           headers={**headers, "Idempotency-Key": "upload-1",
+                                    "Content-Type": f"multipart/form-data; boundary={boundary}"},
+                           content=_slow_multipart(boundary, "up.md", 200, upload_started))
+            except httpx.HTTPError as exc:
+                upload_error.append(exc)
+
+        threads = [threading.Thread(target=follow), threading.Thread(target=upload)]
+        for t in threads:
+            t.start()
+        _until("the stream carries the answer", lambda: any(e.get("event") == "token" for e in seen),
+               60, logs)
+        assert upload_started.wait(30)
+        api.send_signal(signal.SIGKILL)
+        api.wait(timeout=30)
+        for t in threads:
+            t.join(timeout=60)
+        assert stream_error and upload_error  # both cut off mid-flight
+        with session_scope() as s:  # the upload never finished: no job, nothing half-queued
+            assert s.scalars(select(Job).where(Job.params["corpus"].as_string() == "up")).all() == []
+
+        from corral.ingestion.sources.spec import upload_root
+        from corral.platform.api.uploads import sweep_abandoned_uploads
+
+        left = list(upload_root().glob("*.part"))  # what the killed process was writing
+        assert len(left) == 1
+        api = _serve(env, port, logs[1])
+        assert left[0].exists()  # not an hour old: it could be another API process's upload
+        assert sweep_abandoned_uploads(upload_root(), older_than_s=0) == [left[0].name]
+        # The stream resumes where it was cut, on the new process: nothing missed, nothing twice.
+        last = seen[-1]["id"]
+        with httpx.stream("GET", f"{base}{run['events_url']}", timeout=60,
+                          headers={**headers, "Last-Event-ID": last}) as r:
+            rest = [line[3:].strip() for line in r.iter_lines() if line.startswith("id:")]
+        ids = [int(e["id"]) for e in seen] + [int(i) for i in rest]
+        assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+        assert _run(run["run_id"]).state is RunState.SUCCEEDED  # the worker went on answering
+        # The upload retried with its key: accepted once, indexed once.
+        retried = httpx.post(f"{base}/v1/corpora/up/documents", timeout=60,
+                             headers={**headers, "Idempotency-Key": "upload-1",
+                                      "Content-Type": f"multipart/form-data; boundary={boundary}"},
+                             content=b"".join(_slow_multipart(boundary, "up.md", 3, threading.Event())))
+        assert retried.status_code == 202, retried.text
+        job_id = retried.json()["job_id"]
+        job = _until("the upload's job ends", lambda: (j := _job(job_id)).state.finished and j, 120, logs)
+        assert job.result["indexed"] == 1, job.result
+        with session_scope() as s:
+            assert len(s.scalars(select(Job).where(Job.params["corpus"].as_string() == "up")).all()) == 1
+        _nothing_unfinished()
+    finally:
+        api.kill()
+        api.wait(timeout=30)
         stop_worker(worker)
