@@ -4,6 +4,7 @@ on with the tools, then moves to the next strategy."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from corral.inference.errors import InferenceError
 __all__ = ["AGENT", "Answer", "Escalation"]
 
 AGENT = "agent"  # what a run records when the model's own reading with the tools answered
+_MARKERS = re.compile(r"\[\d{1,4}\]|\w\.\w+:L?\d")  # [n] or path:line: the answer cites something
 
 
 @dataclass(slots=True)
@@ -76,7 +78,7 @@ class Escalation:
         read = self._noted(read_passages(self._ex, planned, plan.line_counts))
         passages, messages = self._fit(read, lambda ps: gen.answer_messages(ps, plan.question),
                                        strategy.value)
-        text = self._generate(messages, passages, strategy.value)
+        text = self._point(messages, self._generate(messages, passages, strategy.value), passages)
         evidence = list(passages) if strategy is Strategy.RETRIEVE else evidence_spans(plan.ranked, passages)
         return Answer(text, passages, evidence, strategy.value)
 
@@ -148,11 +150,28 @@ class Escalation:
                             why="the rendered prompt did not fit the window beside the answer")
         return fitted.passages, fitted.messages
 
-    def _generate(self, messages: list[dict[str, str]], passages: Sequence[Passage], label: str) -> str:
-        trace, max_new = self._trace, self._plan.options.max_new_tokens
+    def _point(self, messages: list[dict[str, str]], text: str, passages: Sequence[Passage]) -> str:
+        """``text``, with the sources the model points at appended as ``[n]`` when it cited none: small
+        models answer right and forget the format. Asked after the fact (one short call over the
+        cached prompt); what they point at is still checked against the claim like any citation."""
+        if not passages or _MARKERS.search(text) or gen.says_unanswerable(text):
+            return text
+        try:
+            reply = self._generate(gen.point_messages(messages, text), (), "point", max_new=12)
+        except InferenceError as exc:  # pointing is a courtesy: the answer stands without it
+            self._trace.add("note", text=f"asking the model which sources it used failed: {exc}")
+            return text
+        numbers = gen.pointed_numbers(reply, {p.number for p in passages})
+        self._trace.add("point", numbers=numbers, reply=reply[:80])
+        return f"{text} {''.join(f'[{n}]' for n in numbers)}" if numbers else text
+
+    def _generate(self, messages: list[dict[str, str]], passages: Sequence[Passage], label: str,
+                  *, max_new: int | None = None) -> str:
+        trace = self._trace
+        max_new = max_new or self._plan.options.max_new_tokens
         # Stop before a call that would overspend: its prompt is at least the sources it carries.
         trace.usage.check(upcoming_tokens=sum(p.tokens for p in passages) + max_new)
-        call = label if label in ("map", "reduce") else "answer"
+        call = label if label in ("map", "reduce", "point") else "answer"
         reply = gen.generate(self._chat, messages, max_new, callbacks=trace.progress.callbacks(call))
         trace.usage.spend(reply.prompt_tokens + reply.completion_tokens)
         trace.spend(reply.prompt_tokens, reply.completion_tokens)

@@ -58,17 +58,38 @@ def says_unanswerable(reply: str) -> bool:
     return not reply.strip() or bool(_UNANSWERABLE.search(reply[:2000]))
 
 
-CITE_REMINDER = "Answer briefly; end each sentence with its source number, like [1]."
-
-
 def _user(passages: Sequence[Passage], question: str) -> str:
-    # The question goes last, closest to where the answer starts: small models lose it otherwise; the
-    # citation format is repeated after it, where a small model still sees it after long sources.
-    return f"Sources:\n\n{render(passages)}\n\nQuestion: {question}\n{CITE_REMINDER}"
+    # The question goes last, closest to where the answer starts: small models lose it otherwise. (A
+    # reminder of the citation format after it made SmolLM2 and Qwen2.5-Coder-0.5B answer "[1] [2]"
+    # alone; they are asked which sources they used after answering instead: point_messages.)
+    return f"Sources:\n\n{render(passages)}\n\nQuestion: {question}"
 
 
 def answer_messages(passages: Sequence[Passage], question: str) -> Messages:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": _user(passages, question)}]
+
+
+POINT_QUESTION = ("Which of the numbered sources is that answer based on? Reply with their numbers in "
+                  "square brackets only, for example: [2]")
+_POINTED = re.compile(r"\[(\d{1,4})\]")
+
+
+def point_messages(messages: Sequence[Mapping[str, str]], answer: str) -> Messages:
+    """The answer's conversation, then the question "which sources is it based on?": the model points
+    at its sources after the fact when it wrote none. The conversation up to the answer is the prompt
+    the model just read, so a prefix cache serves it and only the answer and this question are new."""
+    return [*(dict(m) for m in messages), {"role": "assistant", "content": answer},
+            {"role": "user", "content": POINT_QUESTION}]
+
+
+def pointed_numbers(reply: str, allowed: set[int], most: int = 3) -> list[int]:
+    """The source numbers a pointing reply names, in order, among ``allowed``; at most ``most``."""
+    out: list[int] = []
+    for m in _POINTED.finditer(reply[:400]):
+        n = int(m.group(1))
+        if n in allowed and n not in out:
+            out.append(n)
+    return out[:most]
 
 
 def map_messages(passages: Sequence[Passage], question: str) -> Messages:

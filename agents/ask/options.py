@@ -28,11 +28,15 @@ class AskOptions:
     max_map_calls: int = 16
     self_route_turns: int = 3  # model turns with the corpus tools when Self-Route escalates (0: none)
     budget: Budget = field(default_factory=Budget)
+    reading_budget: int | None = None  # tokens of sources one answer reads at most (None: the window's)
+    reading_source: str | None = None  # where that number comes from, for the decision's reasons
     workspace: str = DEFAULT_WORKSPACE  # whose corpus the question is asked of
 
     @classmethod
     def from_settings(cls, s: Settings) -> AskOptions:
+        reading, source = s.reading_budget()
         return cls(
+            reading_budget=reading, reading_source=source,
             max_new_tokens=s.chat_max_new_tokens, top_k=s.retrieve_top_k,
             expand_limit=s.retrieve_expand_tokens, backend=s.chat_backend,
             prefix_cached=s.backend_prefix_cached, cost_per_1k_input=s.backend_cost_per_1k_input,

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 from corral.agents.ask import generate
 from corral.agents.ask.options import AskOptions
 from corral.agents.ask.record import MAX_QUESTION_CHARS, Trace
-from corral.agents.backends import PrefixProbe, can_probe, context_window, model_name, probe_prefix_cache
+from corral.agents.backends import (
+    PrefixProbe,
+    can_probe,
+    context_window,
+    model_name,
+    prefill_rate,
+    probe_prefix_cache,
+)
 from corral.agents.executor import screen
 from corral.agents.retrieval import (
     HEADER_TOKENS,
@@ -126,7 +133,7 @@ def make_plan(
     session: Session, corpus: Corpus, question: str, *, budget: int, window: int, question_tokens: int,
     searcher: Searcher, options: AskOptions, forced: Strategy | None = None,
     question_type: QuestionType | None = None, prefix: PrefixProbe | None = None,
-    stuffed: list[Passage] | None = None,
+    stuffed: list[Passage] | None = None, reading_note: str | None = None,
 ) -> Plan:
     """Search and route ``question``; ``question_type`` overrides the classifier (evaluation labels);
     ``prefix`` is what the backend's prefix cache holds of the stuffed prompt (``stuffed``, when read)."""
@@ -156,7 +163,7 @@ def make_plan(
         cost_per_1k_input=o.cost_per_1k_input, cost_per_1k_cached_input=o.cost_per_1k_cached_input,
         cost_per_1k_output=o.cost_per_1k_output, max_new_tokens=o.max_new_tokens,
         per_call_overhead=generate.PROMPT_OVERHEAD + question_tokens, max_map_calls=o.max_map_calls,
-        forced=forced,
+        forced=forced, reading_note=reading_note,
     )
     plan = Plan(corpus.id, question, budget, signals, ranked, choose_strategy(inputs), o, retrieve_budget)
     plan.search = lambda s, k: searcher.search(s, corpus.id, question, k)
@@ -183,9 +190,13 @@ def plan_ask(
     # One answer's prompt must also fit the run's token budget.
     budget = min(window_budget, context_budget(options.budget.max_tokens, q_tokens, options.max_new_tokens,
                                                generate.PROMPT_OVERHEAD))
+    reading = _reading_note(options, budget, chat)
+    if options.reading_budget:
+        budget = min(budget, options.reading_budget)
     prefix, stuffed = _probe(session, corpus, question, chat, budget)
     plan = make_plan(session, corpus, question, budget=budget, window=window, question_tokens=q_tokens,
-                     searcher=searcher, options=options, forced=forced, prefix=prefix, stuffed=stuffed)
+                     searcher=searcher, options=options, forced=forced, prefix=prefix, stuffed=stuffed,
+                     reading_note=reading)
     plan.line_counts = line_counts(session, corpus.id)
     if Strategy.SCOPED_STUFF in plan.chain:
         plan.reads(session, Strategy.SCOPED_STUFF)  # now, while the hit rows are attached
@@ -210,6 +221,19 @@ def _probe(session: Session, corpus: Corpus, question: str, chat: BaseChatModel,
     shown = [Passage(p.number, p.path, p.start_line, p.end_line, screen(p.text).text, p.tokens)
              for p in stuffed]
     return probe_prefix_cache(chat, generate.answer_messages(shown, question)), stuffed
+
+
+def _reading_note(options: AskOptions, window_budget: int, chat: BaseChatModel) -> str | None:
+    """Why the sources are capped below what the window holds, with what reading them costs in seconds
+    where the backend has measured its prefill speed; None when the window's budget is the cap."""
+    cap = options.reading_budget
+    if not cap or cap >= window_budget:
+        return None
+    note = f"capped at a {cap}-token reading budget ({options.reading_source or 'configured'})"
+    rate = prefill_rate(chat)
+    if rate:
+        note += f", about {cap / rate:.0f} s of prefill at the measured {rate:.0f} tokens/s"
+    return note
 
 
 def check_question(question: str) -> str:

@@ -2,11 +2,11 @@
 (``EngineChatModel``), remote OpenAI-compatible servers (``ChatOpenAI``)."""
 
 from corral.agents.backends.engine_chat import EngineChatModel
-from corral.agents.backends.facts import context_window, model_name
+from corral.agents.backends.facts import context_window, model_name, prefill_rate
 from corral.agents.backends.prefix import PrefixProbe, can_probe, probe_prefix_cache
 from corral.agents.backends.remote import remote_chat_model
 
 __all__ = [
-    "EngineChatModel", "PrefixProbe", "can_probe", "context_window", "model_name", "probe_prefix_cache",
-    "remote_chat_model",
+    "EngineChatModel", "PrefixProbe", "can_probe", "context_window", "model_name", "prefill_rate",
+    "probe_prefix_cache", "remote_chat_model",
 ]

@@ -29,3 +29,13 @@ def context_window(chat: BaseChatModel) -> int:
         raise ConfigurationError(f"the chat model {model_name(chat)} declares no context window "
                           "(profile max_input_tokens)")
     return int(window)
+
+
+def prefill_rate(chat: BaseChatModel) -> float | None:
+    """Prompt tokens per second the embedded engine has measured in prefill so far (None: a remote
+    backend, or nothing measured yet). Reads counters only: never loads the engine."""
+    if not isinstance(chat, EngineChatModel) or chat._service is None:
+        return None
+    stats = getattr(chat.service.engine, "stats", None)
+    rate = stats().get("prefill_tokens_per_second") if callable(stats) else None
+    return float(rate) if rate else None

@@ -131,7 +131,7 @@ def _holds(span: str, claim: str) -> tuple[bool, str | None]:
         return True, None
     words = _content_words(claim)
     if not words:
-        return True, None  # nothing to check ("[1]" alone): taken as pointing, not as a claim
+        return False, "no claim is attached to it"  # "[1] [2] [3]" alone points at nothing
     have = _content_words(span)
     found = {w for w in words if w in have or (len(w) > 5 and any(h.startswith(w[:6]) for h in have))}
     if len(found) >= max(1, SUPPORT_SHARE * len(words)):

@@ -71,6 +71,7 @@ class RouterInputs:
     per_call_overhead: int = 128  # instructions + question + chat template, per model call
     max_map_calls: int = 32
     forced: Strategy | None = None
+    reading_note: str | None = None  # why the budget is below what the window holds (a reading budget)
 
     @property
     def stuff_tokens(self) -> int:
@@ -196,7 +197,7 @@ def choose_strategy(x: RouterInputs) -> Decision:
     est = _estimates(x)
     size = (f"the corpus ({x.corpus_tokens} tokens in {x.document_count} documents) "
             f"{'fits' if x.fits else 'exceeds'} the {x.budget}-token context budget of a "
-            f"{x.window}-token window")
+            f"{x.window}-token window" + (f", {x.reading_note}" if x.reading_note else ""))
     # A needle diluted in a long chunk has a low cosine; BM25 and dense agreeing on it is evidence too.
     confident = x.overlap >= MIN_OVERLAP and (
         x.top_score is None or x.top_score >= MIN_TOP_SCORE or bool(x.agreement))

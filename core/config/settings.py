@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     chat_model_file: str | None = None  # a GGUF file inside chat_model_path
     chat_context_window: int | None = Field(default=None, ge=256)
     chat_max_new_tokens: int = Field(default=160, ge=1, le=32768)
+    # Tokens of sources one answer may read (0 or unset: the preset's measured budget for the embedded
+    # presets, the window for anything else). Small models answer worse past a point, and on a CPU
+    # every thousand tokens read costs seconds of prefill: reading less can be better and faster.
+    chat_reading_budget: int | None = Field(default=None, ge=0)
 
     # Ingestion limits: bad input gets a clear error and never exhausts memory.
     max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
@@ -270,6 +274,17 @@ class Settings(BaseSettings):
                 "existing model folder or GGUF file"
             )
         return _split(path, self.chat_model_file)
+
+    def reading_budget(self) -> tuple[int | None, str | None]:
+        """Tokens of sources one answer reads at most, and where that number comes from; (None, None)
+        for "as much as the window holds"."""
+        if self.chat_reading_budget:
+            return self.chat_reading_budget, "CORRAL_CHAT_READING_BUDGET"
+        preset = PRESETS.get(self.chat_model)
+        if self.chat_backend == "embedded" and self.chat_model_path is None and preset is not None \
+                and preset.reading_budget:
+            return preset.reading_budget, f"{preset.name}'s measured reading budget"
+        return None, None
 
 
 def _split(path: Path, gguf_file: str | None) -> tuple[Path, str | None]:

@@ -93,7 +93,7 @@ class Engine:
         self.batcher = DecodeBatcher(model, max_batch=max_batch)
         self._totals_lock = threading.Lock()
         self._totals: dict[str, float] = dict.fromkeys(
-            ("requests", "prompt", "cached", "decoded", "decode_s"), 0
+            ("requests", "prompt", "cached", "decoded", "decode_s", "prefilled", "prefill_s"), 0
         )
 
     # -- tokenizer helpers ---------------------------------------------------------------------------
@@ -175,6 +175,8 @@ class Engine:
         return {
             "requests": int(t["requests"]),
             "tokens_per_second": t["decoded"] / t["decode_s"] if t["decode_s"] > 0 else 0.0,
+            # Prompt tokens computed per second of prefill (cache hits excluded): what reading costs.
+            "prefill_tokens_per_second": t["prefilled"] / t["prefill_s"] if t["prefill_s"] > 0 else 0.0,
             "prefix_cache_hit_rate": t["cached"] / t["prompt"] if t["prompt"] else 0.0,
             "expert_utilisation": self.model.routed.shares(),
             "batching": self.batcher.stats(),
@@ -300,6 +302,8 @@ class Engine:
             # The first token comes out of the prefill; decode throughput counts the steps after it.
             t["decoded"] += max(stats.produced - 1, 0)
             t["decode_s"] += stats.decode_s
+            t["prefilled"] += stats.prefilled_tokens
+            t["prefill_s"] += stats.prefill_s
 
 
 def describe(engine: Engine) -> dict[str, Any]:

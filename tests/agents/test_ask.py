@@ -284,3 +284,36 @@ def test_a_prompt_over_the_window_is_trimmed_least_relevant_first() -> None:
     assert one.cut == "long.txt:1-200" and one.tokens <= 300
     assert one.passages[0].text.startswith("line 0 ") and one.passages[0].end_line < 200
     assert prompt_tokens(chat, one.messages) == one.tokens
+
+
+def test_a_model_that_cites_nothing_is_asked_which_sources_it_used(corpora: Corpora) -> None:
+    corpora.add("handbook", HANDBOOK)
+    chat = scripted("Parcels leave the warehouse on Tuesdays.", "[2]")
+    result = run_ask(corpora, "handbook", "When do parcels leave the warehouse?", chat)
+    assert result.answer == "Parcels leave the warehouse on Tuesdays. [2]"
+    assert result.citations[0].label == "handbook/shipping.md:1-3" and result.citations[0].support == "cited"
+    assert result.support == "supported"
+    # The pointing question follows the answer in the same conversation (a cached prefix).
+    asked = chat.seen[1][0]
+    assert asked[-2].text == "Parcels leave the warehouse on Tuesdays." and "[2]" in asked[-1].text
+    assert [s["numbers"] for s in result.steps if s["step"] == "point"] == [[2]]
+    # Pointing at a source that does not hold the claim labels it unsupported, not cited.
+    wrong = run_ask(corpora, "handbook", "When do parcels leave the warehouse?",
+                    scripted("Parcels leave the warehouse on Tuesdays.", "[1]"))
+    assert wrong.support == "unsupported" and wrong.citations[0].support == "unsupported"
+    # A reply that says the sources do not hold the answer is not asked to point.
+    none = run_ask(corpora, "handbook", "Who founded the company?",
+                   scripted("The sources do not say.", "[1]"))
+    assert none.support == "not-found" and not any(s["step"] == "point" for s in none.steps)
+
+
+def test_a_reading_budget_reads_less_than_the_window_holds_and_says_why(corpora: Corpora) -> None:
+    corpora.add("big", big_files())
+    chat = scripted("The code is 7-alpha-9 [1].", window=8192)
+    whole = run_ask(corpora, "big", "What is the launch code for project Falcon?", chat)
+    assert whole.strategy in ("stuff", "scoped-stuff") and "reading budget" not in whole.reason
+    capped = run_ask(corpora, "big", "What is the launch code for project Falcon?", chat,
+                     reading_budget=300, reading_source="the model's measured reading budget")
+    assert "capped at a 300-token reading budget (the model's measured reading budget)" in capped.reason
+    assert capped.decision["budget"] == 300 and capped.estimated_tokens <= 300
+    assert "big/zz_needle.txt:1-1" in [c.label for c in capped.citations]

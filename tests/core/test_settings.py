@@ -145,3 +145,14 @@ def test_malformed_values_get_a_clear_error(corral_env: Path, monkeypatch: pytes
     get_settings.cache_clear()
     with pytest.raises(ConfigurationError, match="retrieve_top_k"):
         get_settings()
+
+
+def test_the_reading_budget_comes_from_the_preset_or_the_setting(
+    corral_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CORRAL_CHAT_MODEL_PATH")
+    assert Settings().reading_budget() == (PRESETS[DEFAULT_CHAT_MODEL].reading_budget,
+                                           f"{DEFAULT_CHAT_MODEL}'s measured reading budget")
+    assert Settings(chat_reading_budget=1500).reading_budget() == (1500, "CORRAL_CHAT_READING_BUDGET")
+    # A model of one's own, or a remote server: as much as the window holds, unless set.
+    assert Settings(chat_model_path=corral_env).reading_budget() == (None, None)
