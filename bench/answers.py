@@ -35,43 +35,30 @@ def _worker(preset: str, strategies: list[str], budget: int | None, data: Path, 
         os.environ["CORRAL_CHAT_READING_BUDGET"] = str(budget)
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import json as json_module
-
-    from corral.agents.eval.answers import DEMO_TASKS, score_answer
-    from corral.agents.routing import Strategy
-    from corral.platform.composition import answer, get_chat_model, ingest_in_process, prepare
+    from corral.platform.cli.commands.eval_cmd import answer_scores, index_demo_corpora
+    from corral.platform.composition import get_chat_model, prepare
 
     prepare()
-    lib = Path(json_module.__file__).resolve().parent.parent
     started = time.perf_counter()
-    for sub in ("json", "http"):
-        ingest_in_process("stdlib", lib / sub)
-    ingest_in_process("docs", Path(__file__).resolve().parent.parent / "README.md")
+    index_demo_corpora()
     ingest_s = time.perf_counter() - started
     started = time.perf_counter()
-    engine: Any = get_chat_model()
+    get_chat_model()
     load_s = time.perf_counter() - started
-    out: list[dict[str, Any]] = []
-    tasks = DEMO_TASKS[:limit] if limit else DEMO_TASKS
-    for strategy in strategies:
-        forced = None if strategy == "routed" else Strategy(strategy)
-        for task in tasks:
-            before = dict(getattr(engine, "_totals", {}))
-            result = answer(task.corpus, task.question, forced)
-            after = dict(getattr(engine, "_totals", {}))
-            decode_s = after.get("decode_s", 0.0) - before.get("decode_s", 0.0)
-            # Time to the first answer token: everything but the decode of the answer (single calls).
-            first = result.seconds - decode_s if "decode_s" in after else None
-            s = score_answer(task, result, first)
-            out.append({"preset": preset, "strategy": strategy, "budget": budget, "kind": task.kind,
-                        "question": task.question, "correct": s.correct, "support": s.support,
-                        "cited": s.cited, "unsupported": s.unsupported, "gold_cited": s.gold_cited,
-                        "prompt_tokens": s.prompt_tokens, "seconds": s.seconds, "first_token_s": first,
-                        "used": s.strategy, "answer": s.answer, "ingest_s": ingest_s, "load_s": load_s})
-            print(f"  [{preset} {strategy} {budget or '-'}] {'OK ' if s.correct else 'BAD'} "
-                  f"{s.seconds:5.1f}s {s.prompt_tokens:5d}t {s.support:>16} {task.question[:60]!r} -> "
-                  f"{s.answer[:100]!r}", file=sys.stderr, flush=True)
-    print(json.dumps(out))
+
+    def show(s: Any) -> None:
+        print(f"  [{preset} {s.strategy} {budget or '-'}] {'OK ' if s.correct else 'BAD'} "
+              f"{s.seconds:5.1f}s {s.prompt_tokens:5d}t {s.support:>16} {s.task.question[:60]!r} -> "
+              f"{s.answer[:160]!r}", file=sys.stderr, flush=True)
+
+    scores = answer_scores(strategies, limit=limit, on_answer=show)
+    print(json.dumps([
+        {"preset": preset, "strategy": s.strategy, "budget": budget, "kind": s.task.kind,
+         "question": s.task.question, "correct": s.correct, "support": s.support, "cited": s.cited,
+         "unsupported": s.unsupported, "gold_cited": s.gold_cited, "prompt_tokens": s.prompt_tokens,
+         "seconds": s.seconds, "first_token_s": s.first_token_s, "used": s.strategy, "answer": s.answer,
+         "ingest_s": ingest_s, "load_s": load_s}
+        for s in scores]))
 
 
 def _row(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from corral.agents.ask.plan import Plan, evidence_spans
 from corral.agents.ask.read import Read, read_passages
 from corral.agents.ask.record import Trace
 from corral.agents.backends import context_window
-from corral.agents.executor import ExecutionResult, PlanExecutor
+from corral.agents.executor import BudgetExceeded, ExecutionResult, PlanExecutor
 from corral.agents.retrieval import Passage
 from corral.agents.routing import Strategy
 from corral.inference.errors import InferenceError
@@ -55,7 +55,16 @@ class Escalation:
         read_on = self._ex.can_run and self._plan.options.self_route_turns > 0
         last: Answer | None = None
         for i, strategy in enumerate(chain):
-            last = self._map_reduce() if strategy is Strategy.MAP_REDUCE else self._single(strategy)
+            try:
+                last = self._map_reduce() if strategy is Strategy.MAP_REDUCE else self._single(strategy)
+            except BudgetExceeded as exc:
+                if last is None:
+                    raise
+                # The run's budget ends the escalation, not the run: the last answer stands, and the
+                # run says why it went no further.
+                self._trace.add("note", text=f"did not escalate to {strategy.value}: {exc}")
+                self._trace.flags.append(f"escalation to {strategy.value} stopped: {exc}")
+                break
             if i + 1 < len(chain) and gen.says_unanswerable(last.text):
                 if read_on:
                     read_on = False
@@ -158,7 +167,7 @@ class Escalation:
             return text
         try:
             reply = self._generate(gen.point_messages(messages, text), (), "point", max_new=12)
-        except InferenceError as exc:  # pointing is a courtesy: the answer stands without it
+        except (InferenceError, BudgetExceeded) as exc:  # a courtesy: the answer stands without it
             self._trace.add("note", text=f"asking the model which sources it used failed: {exc}")
             return text
         numbers = gen.pointed_numbers(reply, {p.number for p in passages})

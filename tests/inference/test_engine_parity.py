@@ -37,6 +37,8 @@ def _configs() -> dict[str, Any]:
         "llama": tf.LlamaConfig(
             **{**COMMON, "tie_word_embeddings": True}, intermediate_size=96, num_hidden_layers=2
         ),
+        # Dense Qwen2 (Qwen2.5-Coder, the default chat model): biases on q, k and v, none on o.
+        "qwen2": tf.Qwen2Config(**COMMON, intermediate_size=96, num_hidden_layers=2),
         "mixtral": tf.MixtralConfig(
             **COMMON, intermediate_size=48, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2
         ),
@@ -71,7 +73,8 @@ def _configs() -> dict[str, Any]:
 
 
 CONFIGS = [
-    "granitemoe", "llama", "llama4_text", "mixtral", "mixtral-sliding", "olmoe", "qwen2_moe", "qwen3_moe",
+    "granitemoe", "llama", "llama4_text", "mixtral", "mixtral-sliding", "olmoe", "qwen2", "qwen2_moe",
+    "qwen3_moe",
 ]
 
 
@@ -88,6 +91,10 @@ def _reference(name: str) -> Any:
     torch.manual_seed(0)
     config = _configs()[name]
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+    with torch.no_grad():  # transformers initialises biases to zero, which would hide a missing bias
+        for pname, param in model.named_parameters():
+            if pname.endswith(".bias"):
+                param.normal_(0.0, 0.1)
     return model.eval()
 
 
@@ -122,7 +129,7 @@ def test_prefill_and_decode_logits_match_transformers(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["granitemoe", "llama", "llama4_text", "mixtral-sliding", "qwen2_moe", "qwen3_moe"]
+    "name", ["granitemoe", "llama", "llama4_text", "mixtral-sliding", "qwen2", "qwen2_moe", "qwen3_moe"]
 )
 def test_chunked_prefill_matches_one_shot(name: str) -> None:
     """Prefill cut into 5-token pieces (crossing Llama 4's 8-token attention chunks and the 7-token
@@ -161,7 +168,7 @@ def test_unsupported_family_is_refused_with_its_name() -> None:
 
 
 @pytest.mark.parametrize(("fmt", "mean", "floor"), [("bf16", 0.99, 0.99), ("int8", 0.99, 0.95)])
-@pytest.mark.parametrize("name", ["llama", "qwen3_moe"])
+@pytest.mark.parametrize("name", ["llama", "qwen2", "qwen3_moe"])
 def test_stored_weights_follow_fp32(name: str, fmt: WeightFormat, mean: float, floor: float) -> None:
     """bf16 weights under fp32 compute (the default on AVX2-only CPUs) and int8 weights track fp32, in
     prefill (upcast or dequantised GEMM) and in the decode step (the one-row GEMV)."""

@@ -24,7 +24,7 @@ from corral.core.errors import InvalidInputError, ModelError, NotFoundError
 from corral.core.services import get_corpus
 from corral.platform import composition
 from corral.platform.cli.app import app
-from corral.platform.composition import answer, get_chat_model
+from corral.platform.composition import answer, get_chat_model, ingest_in_process
 from tests.agents.scripted import write_documents
 
 LoadCorpus = Callable[..., str]
@@ -236,6 +236,25 @@ def test_cli_eval_reports_recall_and_tokens_per_strategy(corral_env: Path, tmp_p
     assert stored == {("docs", 2048): body["docs"]["2048"], ("code", 2048): body["code"]["2048"]}
     bad = runner.invoke(app, ["eval", "--code-package", "../../etc", "--window", "4096"])
     assert bad.exit_code == 2 and "not standard-library" in bad.output
+
+
+def test_eval_answers_scores_the_models_answers_to_gold_questions(corral_env: Path) -> None:
+    """``corral eval --answers``: the demo's questions asked through the one ask path and scored (the
+    tiny random model answers nonsense: the run must still score every answer, never crash)."""
+    from corral.core.db.migrate import ensure_schema
+    from corral.platform.cli.commands.eval_cmd import _stdlib, answer_scores
+
+    ensure_schema()
+    ingest_in_process("stdlib", _stdlib() / "json")
+    scores = answer_scores(["routed", "retrieve"], limit=2)
+    assert [(s.strategy, s.task.kind) for s in scores] == [("routed", "needle")] * 2 + [
+        ("retrieve", "needle")] * 2
+    for s in scores:
+        assert s.seconds > 0 and s.prompt_tokens > 0 and s.first_token_s is not None
+        assert 0 <= s.first_token_s <= s.seconds
+        assert s.support in ("supported", "partly-supported", "unsupported", "not-found")
+    bad = runner.invoke(app, ["eval", "--answers", "--answer-strategy", "telepathy"])
+    assert bad.exit_code == 2 and "telepathy" in bad.output
 
 
 def test_a_weight_format_the_cpu_cannot_run_is_refused_not_fallen_back_from(

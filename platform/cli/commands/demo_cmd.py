@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from statistics import median
 from typing import Annotated
 
 import typer
@@ -61,8 +62,15 @@ def demo(
                   f"{time.perf_counter() - started:.1f}s", highlight=False)
 
     console.print(Rule("[bold]3. Ask"))
+    seconds: list[float] = []
     for corpus, questions in corpora:
         for question in questions:
             console.print(f"[dim]corpus: {corpus}[/]")
-            print_answer(answer(corpus, question))
+            result = answer(corpus, question)
+            print_answer(result)
+            seconds.append(result.seconds)
+            console.print(f"[bold]Answered in {result.seconds:.1f}s[/] ({result.support})", highlight=False)
             console.print()
+    console.print(f"{len(seconds)} answers from {model.name}: median {median(seconds):.1f}s, slowest "
+                  f"{max(seconds):.1f}s (CORRAL_CHAT_MODEL picks another model; see README, Chat models)",
+                  highlight=False)

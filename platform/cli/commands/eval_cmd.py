@@ -1,6 +1,8 @@
-"""``corral eval``: build tasks with known answers, index them, report evidence recall vs tokens read.
+"""``corral eval``: build tasks with known answers, index them, report evidence recall vs tokens read;
+with ``--answers``, also ask the demo's corpora questions with gold answers and score what the chat
+model answers (accuracy, citation precision and recall, seconds).
 
-The same function backs ``bench/routing.py`` (bigger corpora) and the test suite (a small one).
+The same functions back ``bench/routing.py`` and ``bench/answers.py`` and the test suite.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -25,13 +28,15 @@ from corral.agents.eval import (
     prose_tasks,
     save_tasks,
 )
+from corral.agents.eval.answers import DEMO_TASKS, AnswerScore, score_answer, summarise
+from corral.agents.routing import Strategy
 from corral.core.config import get_settings
 from corral.core.db import get_sessionmaker, session_scope
-from corral.core.errors import InvalidInputError
+from corral.core.errors import CorralError, InvalidInputError
 from corral.core.services import get_or_create_workspace
 from corral.core.services.evals import record_eval
 from corral.ingestion.tokens import get_token_counter
-from corral.platform.composition import get_chat, get_searcher, ingest_in_process, prepare
+from corral.platform.composition import answer, get_chat, get_searcher, ingest_in_process, prepare
 
 console = Console()
 
@@ -107,6 +112,53 @@ def store_reports(reports: dict[str, dict[int, EvalReport]]) -> str:
             for suite, by_window in reports.items()})
 
 
+def index_demo_corpora() -> None:
+    """The corpora the answer tasks ask about, as ``corral demo`` indexes them (incremental)."""
+    for sub in ("json", "http"):
+        ingest_in_process("stdlib", _stdlib() / sub)
+    readme = Path(__file__).resolve().parents[3] / "README.md"
+    if readme.is_file():
+        ingest_in_process("docs", readme)
+
+
+def answer_scores(strategies: list[str], *, limit: int | None = None,
+                  on_answer: Callable[[AnswerScore], None] | None = None) -> list[AnswerScore]:
+    """Ask every answer task (``limit``: the first N) with each strategy (``routed``: the router's
+    choice) through the one ask path and the configured chat model; score each answer. Time to first
+    token is the run's seconds less the engine's decode seconds during it (the embedded engine only)."""
+    from corral.platform.composition import get_chat_model
+
+    tasks = [t for t in DEMO_TASKS[: limit or None] if t.corpus != "docs" or _has_docs()]
+    engine = get_chat_model() if get_settings().chat_backend == "embedded" else None
+    out: list[AnswerScore] = []
+    for strategy in strategies:
+        forced = None if strategy == "routed" else Strategy(strategy)
+        for task in tasks:
+            totals = getattr(engine, "_totals", None)
+            before = totals.get("decode_s", 0.0) if totals else 0.0
+            started = time.perf_counter()
+            try:
+                result = answer(task.corpus, task.question, forced)
+            except CorralError as exc:  # a run that fails is a wrong answer, with its reason
+                score = AnswerScore(task, False, "error", 0, 0, False if task.gold_paths else None, 0,
+                                    time.perf_counter() - started, None, strategy, f"error: {exc}")
+            else:
+                first = result.seconds - (totals.get("decode_s", 0.0) - before) if totals else None
+                score = score_answer(task, result, first)
+                score.strategy = strategy
+            out.append(score)
+            if on_answer is not None:
+                on_answer(score)
+    return out
+
+
+def _has_docs() -> bool:
+    with session_scope() as session:
+        from corral.core.services import list_corpora
+
+        return any(c.name == "docs" for c in list_corpora(session))
+
+
 def eval_command(
     workdir: Annotated[
         Path | None, typer.Option(help="Where to write the generated corpora (default: a temp folder).")
@@ -127,8 +179,19 @@ def eval_command(
         bool, typer.Option(help="Load the chat model so the router's Self-Route escalations count.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
+    answers: Annotated[bool, typer.Option(
+        "--answers", help="Also score the chat model's answers to questions with gold answers on the "
+        "demo's corpora (indexes them into the data dir; slow on a CPU)")] = False,
+    answer_strategy: Annotated[list[str] | None, typer.Option(
+        help="Strategies for --answers: routed, stuff, retrieve, scoped-stuff, map-reduce (repeatable)")
+    ] = None,
 ) -> None:
-    """Evidence recall against tokens read, per reading strategy and for the router."""
+    """Evidence recall against tokens read, per reading strategy and for the router; with --answers,
+    answer accuracy too."""
+    strategies = answer_strategy or ["routed"]
+    bad = [s for s in strategies if s != "routed" and s not in {x.value for x in Strategy}]
+    if bad:
+        raise InvalidInputError(f"unknown strategies for --answers: {', '.join(bad)}")
     windows = window or [8192, 32_768]
     if any(w < 512 for w in windows):
         raise InvalidInputError("a window must be at least 512 tokens")
@@ -141,6 +204,19 @@ def eval_command(
     with tempfile.TemporaryDirectory(prefix="corral-eval-") as tmp:
         reports = run_eval(workdir or Path(tmp), size, windows, with_model=with_model)
     store_reports(reports)
+    if answers:
+        prepare()
+        index_demo_corpora()
+        scores = answer_scores(strategies, on_answer=lambda s: console.print(
+            f"  {'right' if s.correct else 'wrong'} {s.seconds:5.1f}s {s.support:>16}  {s.task.question}",
+            highlight=False, markup=False))
+        by = {st: summarise([s for s in scores if s.strategy == st]) for st in strategies}
+        if as_json:
+            typer.echo(json.dumps({"answers": by}, indent=1))
+        else:
+            for st, row in by.items():
+                console.print(f"[bold]answers ({st})[/] " + ", ".join(f"{k} {v}" for k, v in row.items()),
+                              highlight=False)
     if as_json:
         typer.echo(json.dumps({suite: {str(w): r.summary() for w, r in by_w.items()}
                                for suite, by_w in reports.items()}, indent=1))
