@@ -191,6 +191,26 @@ def test_a_question_in_another_language_still_answers(corpora: Corpora) -> None:
     result = run_ask(corpora, "handbook", "¿Cuándo salen los paquetes del almacén?", scripted("Martes [2]."))
     assert result.strategy == "stuff" and result.citations
     assert result.decision["inputs"]["english"] is False
+    # The claim is checked by its words; a Spanish claim over an English source cannot be confirmed,
+    # and the answer says so rather than showing the source as verified.
+    assert result.support == "unsupported" and result.citations[0].support == "unsupported"
+    assert "martes" in (result.citations[0].note or "")
+
+
+def test_a_question_the_corpus_cannot_answer_ends_with_a_clear_status(corpora: Corpora) -> None:
+    corpora.add("handbook", HANDBOOK)
+    result = run_ask(corpora, "handbook", "Who is the chief executive of the company?",
+                     scripted("The sources do not say."))
+    assert result.support == "not-found" and not any(c.support == "cited" for c in result.citations)
+    assert result.prompt_tokens + result.completion_tokens <= Budget().max_tokens
+
+
+def test_a_corpus_of_one_empty_file_ends_with_a_clear_status(corpora: Corpora) -> None:
+    corpora.add("blank", {"blank/empty.txt": ""})
+    result = run_ask(corpora, "blank", "What does the file say?", scripted("The sources do not say."))
+    assert result.support == "not-found" and all(c.support == "read" for c in result.citations)
+    [run] = runs(corpora)
+    assert run.answer == "The sources do not say." and run.error is None
 
 
 def test_injected_instructions_in_the_corpus_are_defanged_and_flagged(corpora: Corpora) -> None:
