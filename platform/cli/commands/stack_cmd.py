@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,8 +45,11 @@ def up(
     migrate.upgrade()
     typer.echo(f"database at {migrate.current_revision()}")
     manager = Manager()
+    # The processes run this installation's `corral`, whatever PATH says (a virtualenv not activated).
+    here = str(Path(sys.executable).parent)
+    path = os.pathsep.join([here, os.environ.get("PATH", "")])
     for p in processes:
-        manager.add_process(p.name, p.command, env={**os.environ, **p.env})
+        manager.add_process(p.name, p.command, env={**os.environ, "PATH": path, **p.env})
     manager.loop()
     sys.exit(manager.returncode or 0)
 
