@@ -85,6 +85,9 @@ class JobOut(BaseModel):
     skipped: int = 0
     attempts: int = 0
     cancel_requested: bool = False
+    watchdog: list[dict[str, Any]] = Field(
+        default_factory=list, description="What the watchdog did to this job: "
+        "{at, action (requeued | failed | cancelled), reason}, oldest first")
 
 
 class JobItemOut(BaseModel):

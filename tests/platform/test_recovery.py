@@ -91,3 +91,20 @@ def test_jobs_watchdog_records_its_actions_and_gives_queued_jobs_twice_as_long(
         assert history == ["requeued", "failed"]
         assert get_job(s, running).state is JobState.FAILED
         assert get_job(s, queued).params["watchdog"][0]["action"] == "requeued"
+
+
+def test_the_watchdogs_decisions_show_in_the_job_api(corral_env: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from corral.platform.api.app import create_app
+
+    ensure_schema()
+    with session_scope() as s:
+        job = create_job(s, JobKind.INGEST, get_or_create_corpus(s, "kb").id, {})
+        job.state, job.heartbeat_at, job_id = JobState.RUNNING, datetime.now(UTC) - timedelta(hours=1), job.id
+    with session_scope() as s:
+        assert reap_stale_jobs(s, stale_after=30, max_attempts=3).requeue == [job_id]
+    # Without its lifespan: an embedded server starting would resume the job it finds running.
+    body = TestClient(create_app(), base_url="http://127.0.0.1").get(f"/v1/jobs/{job_id}").json()
+    assert [w["action"] for w in body["watchdog"]] == ["requeued"]
+    assert "no heartbeat for 30s" in body["watchdog"][0]["reason"]

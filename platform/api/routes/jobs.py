@@ -33,6 +33,7 @@ def _out(j: Job, corpus: str | None) -> JobOut:
         result=j.result, created_at=j.created_at, started_at=j.started_at,
         finished_at=j.finished_at, heartbeat_at=j.heartbeat_at, phase=j.phase, failed=j.failed,
         skipped=j.skipped, attempts=j.attempts, cancel_requested=j.cancel_requested,
+        watchdog=list(j.params.get("watchdog") or []),
     )
 
 
