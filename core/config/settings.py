@@ -286,6 +286,15 @@ class Settings(BaseSettings):
             return preset.reading_budget, f"{preset.name}'s measured reading budget"
         return None, None
 
+    def map_calls(self) -> int:
+        """Map-reduce calls one answer may make: ``map_reduce_max_calls``, capped for an embedded preset
+        by the preset's own (each call is a reading budget of CPU prefill)."""
+        preset = PRESETS.get(self.chat_model)
+        if self.chat_backend == "embedded" and self.chat_model_path is None and preset is not None \
+                and preset.map_calls and not self.chat_reading_budget:
+            return min(self.map_reduce_max_calls, preset.map_calls)
+        return self.map_reduce_max_calls
+
 
 def _split(path: Path, gguf_file: str | None) -> tuple[Path, str | None]:
     return (path.parent, path.name) if path.is_file() else (path, gguf_file)

@@ -156,3 +156,11 @@ def test_the_reading_budget_comes_from_the_preset_or_the_setting(
     assert Settings(chat_reading_budget=1500).reading_budget() == (1500, "CORRAL_CHAT_READING_BUDGET")
     # A model of one's own, or a remote server: as much as the window holds, unless set.
     assert Settings(chat_model_path=corral_env).reading_budget() == (None, None)
+
+
+def test_an_embedded_preset_caps_map_reduce_calls(corral_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CORRAL_CHAT_MODEL_PATH")
+    assert Settings().map_calls() == 4  # each part is a reading budget of CPU prefill
+    assert Settings(map_reduce_max_calls=2).map_calls() == 2
+    assert Settings(chat_backend="openai", openai_base_url="http://x/v1", openai_model="m",
+                    chat_context_window=4096).map_calls() == 16
