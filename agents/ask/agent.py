@@ -72,7 +72,7 @@ def ask_agent(
         save_run(session_factory, run, trace, error_type="model_error")
         raise ModelError(str(exc)) from exc
     trace.spend(result.prompt_tokens, result.completion_tokens)
-    citations, unverified = cite_tool_answer(result.answer, result, counts)
+    citations, unverified = cite_tool_answer(result.answer, result, counts, question=question)
     run.answer = result.answer
     run.citations = [c.to_dict() for c in citations]
     support = answer_support(result.answer, citations)

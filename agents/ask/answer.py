@@ -109,8 +109,9 @@ def ask(
 def _cite(ans: Answer, plan: Plan) -> tuple[list[Citation], list[str]]:
     if ans.tools is not None:
         return cite_tool_answer(ans.text, ans.tools, plan.line_counts, read_before=ans.passages,
+                                question=plan.question,
                                 evidence_before=ans.evidence)
-    return cite(ans.text, ans.passages, plan.line_counts, ans.evidence)
+    return cite(ans.text, ans.passages, plan.line_counts, ans.evidence, plan.question)
 
 
 def _reason(plan: Plan, ans: Answer) -> str:

@@ -20,22 +20,23 @@ TOOL_OUTPUT = "(tool output)"  # the pseudo-source quotes are checked against
 
 
 def cite(answer: str, passages: Sequence[Passage], line_counts: Mapping[str, int],
-         evidence: Sequence[Passage]) -> tuple[list[Citation], list[str]]:
+         evidence: Sequence[Passage], question: str = "") -> tuple[list[Citation], list[str]]:
     """Citations of an answer written from ``passages``, and the flags of those unverified."""
-    check = verify_answer(answer, passages, line_counts, evidence)
+    check = verify_answer(answer, passages, line_counts, evidence, question)
     return ordered(check.citations), check.unverified
 
 
 def cite_tool_answer(
     answer: str, result: ExecutionResult, line_counts: Mapping[str, int], *,
-    read_before: Sequence[Passage] = (), evidence_before: Sequence[Passage] = (),
+    read_before: Sequence[Passage] = (), evidence_before: Sequence[Passage] = (), question: str = "",
 ) -> tuple[list[Citation], list[str]]:
     """Citations of an answer written after reading with tools, and the flags of those unverified;
     evidence is ``evidence_before`` then the first spans the tools read."""
     read = [Passage(n, sp["path"], sp["start_line"], sp["end_line"], str(sp.get("text", "")), 0)
             for n, sp in enumerate(result.spans, start=len(read_before) + 1)]
     sources = [*read_before, *read, Passage(0, TOOL_OUTPUT, 0, 0, "\n".join(result.tool_text), 0)]
-    check = verify_answer(answer, sources, line_counts, evidence=[*evidence_before, *read[:5]])
+    check = verify_answer(answer, sources, line_counts, evidence=[*evidence_before, *read[:5]],
+                          question=question)
     return ordered([c for c in check.citations if c.path != TOOL_OUTPUT]), check.unverified
 
 

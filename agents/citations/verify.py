@@ -31,6 +31,7 @@ _QUOTE = re.compile(r"\"([^\"\n]{12,400})\"|“([^”\n]{12,400})”")
 _SPACE = re.compile(r"\s+")
 _MARKER = re.compile(_NUMBER.pattern + "|" + _PATH.pattern)
 _WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+_SALIENT = re.compile(r"(?<![\w.])(?:\d+(?:[.,/:]\d+)+|\d{2,}|[A-Z][A-Z0-9]{1,9})(?![\w.]\w)")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[`\"(])|\n+")
 _INLINE = re.compile(r"`([^`\n]{3,200})`|\"([^\"\n]{3,400})\"|“([^”\n]{3,400})”")
 _STOP = frozenset((
@@ -123,17 +124,26 @@ def _strip_markers(text: str) -> str:
     return _PATH.sub(" ", _NUMBER.sub(" ", text))
 
 
-def _holds(span: str, claim: str) -> tuple[bool, str | None]:
-    """Whether ``span`` holds ``claim``; the reason when it does not."""
+def _holds(span: str, claim: str, asked: str = "") -> tuple[bool, str | None]:
+    """Whether ``span`` holds ``claim``; the reason when it does not. Words of the question (``asked``)
+    that the claim repeats are not what it adds, so they are checked only when nothing else is left."""
     haystack = _norm(span)
     quotes = [q for m in _INLINE.finditer(claim) for q in m.groups() if q]
     if any(_norm(q) in haystack for q in quotes):
         return True, None
     words = _content_words(claim)
+    new = words - _content_words(asked)
+    words = new or words
     if not words:
         return False, "no claim is attached to it"  # "[1] [2] [3]" alone points at nothing
     have = _content_words(span)
     found = {w for w in words if w in have or (len(w) > 5 and any(h.startswith(w[:6]) for h in have))}
+    # Numbers and acronyms carry the claim ("TLS 1.2", "a pool of 10"): each must be in the span, or
+    # the rest of the sentence, which echoes the question, would carry a made-up fact.
+    echoed = asked.lower()
+    absent = [t for t in _SALIENT.findall(claim) if t.lower() not in haystack and t.lower() not in echoed]
+    if absent:
+        return False, f"the span does not hold {', '.join(dict.fromkeys(absent[:4]))}"
     if len(found) >= max(1, SUPPORT_SHARE * len(words)):
         return True, None
     missing = ", ".join(sorted(words - found)[:6])
@@ -151,6 +161,7 @@ def verify_answer(
     passages: Sequence[Passage],
     line_counts: Mapping[str, int],
     evidence: Sequence[Passage] = (),
+    question: str = "",
 ) -> Verification:
     """Citations the answer makes (first), then uncited ``evidence`` passages, each checked.
 
@@ -179,7 +190,7 @@ def verify_answer(
             add(Citation(f"[{n}]", 0, 0, None, True, False, "no source with this number was given",
                          support=UNSUPPORTED))
         elif fresh(p.path, p.start_line, p.end_line):
-            ok, why = _holds(p.text, _claim(answer, m.start(), m.end()))
+            ok, why = _holds(p.text, _claim(answer, m.start(), m.end()), question)
             add(Citation(p.path, p.start_line, p.end_line, p.score, True, True, why, p.page,
                          CITED if ok else UNSUPPORTED))
     for m in _PATH.finditer(answer):
@@ -201,7 +212,7 @@ def verify_answer(
                 add(Citation(path, start, end, None, True, True, "it was never read",
                              support=UNSUPPORTED))
             else:
-                ok, why = _holds(_lines(holder, start, end), _claim(answer, m.start(), m.end()))
+                ok, why = _holds(_lines(holder, start, end), _claim(answer, m.start(), m.end()), question)
                 add(Citation(path, start, end, holder.score, True, True, why, holder.page,
                              CITED if ok else UNSUPPORTED))
     for p in evidence:

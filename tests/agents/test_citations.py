@@ -86,3 +86,20 @@ def test_screening_flags_and_defangs_injection_but_leaves_clean_text() -> None:
     assert "<|im_start|>" not in s.text and s.text.startswith("ok\n[quoted source text")
     assert screen('{"name": "grep", "arguments": {}}').flags == ("tool-call",)
     assert screen("a" * 2_000_000).flags == ()  # long lines are bounded, not scanned whole
+
+
+def test_a_made_up_number_or_name_is_not_carried_by_the_words_it_shares_with_the_question() -> None:
+    source = [Passage(1, "json/__init__.py", 1, 4, "JSON (JavaScript Object Notation) is a lightweight data "
+                      "interchange format.\nThe json package exposes an API familiar to users of marshal "
+                      "and pickle.\nIts encoder and decoder classes are JSONEncoder and JSONDecoder.\n", 40)]
+    question = "Which TLS version does the json package require for its encoder?"
+    made_up = verify_answer("The json package requires TLS version 1.2 for its encoder [1].", source,
+                            {"json/__init__.py": 4}, question=question)
+    assert made_up.citations[0].support == UNSUPPORTED and "1.2" in (made_up.citations[0].note or "")
+    port = [Passage(1, "http/client.py", 1, 2, "HTTP_PORT = 80\nHTTPS_PORT = 443\n", 10)]
+    echoed = verify_answer("The default port of an HTTPS connection in http.client is 443 [1].", port,
+                           {"http/client.py": 2}, question="What is the default port of an HTTPS connection?")
+    assert echoed.citations[0].support == CITED  # what it adds (443) is in the span
+    wrong = verify_answer("The default port of an HTTPS connection is 8443 [1].", port, {"http/client.py": 2},
+                          question="What is the default port of an HTTPS connection?")
+    assert wrong.citations[0].support == UNSUPPORTED
