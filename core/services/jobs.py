@@ -41,6 +41,7 @@ __all__ = [
     "item_counts",
     "list_items",
     "list_jobs",
+    "mark_resumable",
     "reap_stale_jobs",
     "request_cancel",
     "start_job",
@@ -108,17 +109,32 @@ def start_job(session: Session, job: Job, total: int = 0) -> None:
     job.total = total
 
 
+RESUME = "resume"  # params flag: a running job handed out again (watchdog, restart) may be taken
+
+
 def claim_job(session: Session, job_id: str) -> bool:
     """Mark ``job_id`` running with a fresh heartbeat before any slow setup (loading models), so
     that the watchdog does not take a job being started for a lost one. ``False`` when the job is
-    finished or cancel-requested (whoever runs it then finishes or leaves it)."""
+    finished or cancel-requested (whoever runs it then finishes or leaves it), and when it is
+    already running and was not handed out again (:data:`RESUME`): a second message for one job —
+    a queued job sent again while it waited, then taken by two workers — must not fan out its
+    batches twice."""
+    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if job is None or job.state.finished:
+        return False
+    if job.state is JobState.RUNNING and not job.params.get(RESUME):
+        return False
+    if job.params.get(RESUME):
+        job.params = {k: v for k, v in job.params.items() if k != RESUME}
     now = _now()
-    claimed = session.execute(
-        update(Job).where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]),
-                          Job.cancel_requested.is_(False))
-        .values(state=JobState.RUNNING, heartbeat_at=now, started_at=func.coalesce(Job.started_at, now))
-    )
-    return bool(getattr(claimed, "rowcount", 0))
+    job.state, job.heartbeat_at = JobState.RUNNING, now
+    job.started_at = job.started_at or now
+    return True
+
+
+def mark_resumable(job: Job) -> None:
+    """Let the next message for the running ``job`` take it up (see :func:`claim_job`)."""
+    job.params = {**job.params, RESUME: True}
 
 
 def heartbeat(session: Session, job_id: str) -> bool:
@@ -329,6 +345,7 @@ def reap_stale_jobs(
             failed.append(job.id)
             continue
         job.attempts += 1
+        mark_resumable(job)
         job.params = record_watchdog(job.params, "requeued", f"no heartbeat for {stale_after:.0f}s "
                                      f"(attempt {job.attempts} of {max_attempts})", now)
     return StaleJobs(requeue=requeue, failed=failed)

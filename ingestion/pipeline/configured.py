@@ -7,8 +7,12 @@ alive, do the work.
 
 from __future__ import annotations
 
+import logging
+
+from sqlalchemy import select
+
 from corral.core.config import get_settings
-from corral.core.db import JobState, get_sessionmaker
+from corral.core.db import Job, JobState, get_sessionmaker
 from corral.core.index import get_keyword_index, get_vector_store
 from corral.core.services.jobs import claim_job
 from corral.ingestion.embedding import get_embedder
@@ -21,6 +25,8 @@ from corral.ingestion.pipeline.services import IngestServices
 from corral.ingestion.tokens import get_token_counter
 
 __all__ = ["configured_services", "heartbeat_seconds", "run_batch", "run_job"]
+
+log = logging.getLogger(__name__)
 
 
 def heartbeat_seconds() -> float:
@@ -50,7 +56,13 @@ def run_job(
     the first moment: loading the models takes seconds on a fresh process."""
     sf = get_sessionmaker()
     with sf.begin() as session:
-        claim_job(session, job_id)
+        claimed = claim_job(session, job_id)
+        state = session.scalar(select(Job.state).where(Job.id == job_id))
+    if not claimed and state is JobState.RUNNING:
+        # Another message for a job someone is running (it was sent again while it waited):
+        # running it too would hand out its batches twice.
+        log.info("ingest job %s is already running: duplicate message ignored", job_id)
+        return JobState.RUNNING
     with keep_alive(sf, job_id, heartbeat_seconds()):
         return run_ingest_job(configured_services(), job_id, dispatch=dispatch, progress=progress)
 

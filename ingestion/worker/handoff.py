@@ -19,6 +19,7 @@ from sqlalchemy import select
 from corral.core.config import Mode, get_settings
 from corral.core.db import Job, JobState, session_scope
 from corral.core.errors import ServiceUnavailableError
+from corral.core.services.jobs import mark_resumable
 from corral.ingestion.worker import names
 from corral.ingestion.worker.tasks import ingest_job
 
@@ -63,10 +64,14 @@ def resume_interrupted_jobs() -> list[str]:
     if get_settings().mode is not Mode.EMBEDDED:
         return []
     with session_scope() as session:
-        ids = list(session.scalars(
-            select(Job.id).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        jobs = list(session.scalars(
+            select(Job).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
             .order_by(Job.created_at)
         ))
+        for job in jobs:
+            if job.state is JobState.RUNNING:
+                mark_resumable(job)  # its runner is gone with the previous process
+        ids = [job.id for job in jobs]
     for job_id in ids:
         log.warning("resuming interrupted job %s", job_id)
         hand_off(job_id)

@@ -108,3 +108,25 @@ def test_the_watchdogs_decisions_show_in_the_job_api(corral_env: Path) -> None:
     body = TestClient(create_app(), base_url="http://127.0.0.1").get(f"/v1/jobs/{job_id}").json()
     assert [w["action"] for w in body["watchdog"]] == ["requeued"]
     assert "no heartbeat for 30s" in body["watchdog"][0]["reason"]
+
+
+def test_a_second_message_for_a_running_job_does_not_run_it_twice(corral_env: Path) -> None:
+    from corral.core.services.jobs import claim_job
+    from corral.ingestion.pipeline import run_job
+
+    ensure_schema()
+    with session_scope() as s:
+        job_id = create_job(s, JobKind.INGEST, get_or_create_corpus(s, "kb").id, {}).id
+    with session_scope() as s:
+        assert claim_job(s, job_id)  # the first message takes it
+    with session_scope() as s:
+        assert not claim_job(s, job_id)  # a copy sent while it waited does not
+    assert run_job(job_id) is JobState.RUNNING  # ... and returns without running anything
+    with session_scope() as s:  # its worker dies: the watchdog hands it out again, once
+        get_job(s, job_id).heartbeat_at = datetime.now(UTC) - timedelta(minutes=5)
+    with session_scope() as s:
+        assert reap_stale_jobs(s, stale_after=30, max_attempts=3).requeue == [job_id]
+    with session_scope() as s:
+        assert claim_job(s, job_id)
+    with session_scope() as s:
+        assert not claim_job(s, job_id)
