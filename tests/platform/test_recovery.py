@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from corral.core.config import Settings
 from corral.core.db import JobKind, JobState, Run, RunState, session_scope
 from corral.core.db.migrate import ensure_schema
@@ -130,3 +132,29 @@ def test_a_second_message_for_a_running_job_does_not_run_it_twice(corral_env: Pa
         assert claim_job(s, job_id)
     with session_scope() as s:
         assert not claim_job(s, job_id)
+
+
+@pytest.mark.services
+def test_corral_jobs_watchdog_also_fails_runs_whose_worker_died(
+    corral_env: Path, postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from corral.core.db import migrate
+    from corral.platform.cli.app import app
+    from tests.conftest import clear_caches
+
+    for key, value in {"CORRAL_MODE": "server", "CORRAL_DATABASE_URL": postgres_url,
+                       "CORRAL_REDIS_URL": redis_url}.items():
+        monkeypatch.setenv(key, value)
+    clear_caches()
+    migrate.upgrade()
+    (run_id,) = _runs(1)
+    with session_scope() as s:
+        assert claim_run(s, run_id) is not None
+        s.get_one(Run, run_id).heartbeat_at = datetime.now(UTC) - timedelta(minutes=5)
+    result = CliRunner().invoke(app, ["jobs", "watchdog"])
+    assert result.exit_code == 0, result.output
+    assert "runs: failed 1, resent 0" in result.output and f"failed run {run_id}" in result.output
+    with session_scope() as s:
+        assert s.get_one(Run, run_id).state is RunState.FAILED

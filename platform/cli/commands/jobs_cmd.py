@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from corral.core.config import Mode, get_settings
 from corral.core.db import Corpus, Job, JobState, session_scope
 from corral.core.errors import InvalidInputError
 from corral.core.services import get_job, item_counts, list_items, list_jobs
@@ -113,7 +114,8 @@ def cancel_cmd(job_id: Annotated[str, typer.Argument(help="The job id.")]) -> No
 
 
 def watchdog_cmd() -> None:
-    """Requeue jobs whose heartbeat stopped (or fail them after too many attempts), once."""
+    """Requeue jobs whose heartbeat stopped (or fail them after too many attempts), once; in server
+    mode fail runs whose agent worker stopped and resend queued runs whose message may be lost."""
     prepare()
     stale = watchdog_once()
     console.print(f"requeued {len(stale.requeue)}, failed {len(stale.failed)}", highlight=False)
@@ -121,3 +123,12 @@ def watchdog_cmd() -> None:
         console.print(f"  requeued {job_id}")
     for job_id in stale.failed:
         console.print(f"  failed {job_id}")
+    if get_settings().mode is Mode.SERVER:  # embedded runs are failed by the server's restart
+        from corral.platform.runs.watchdog import run_runs_watchdog
+
+        runs = run_runs_watchdog()
+        console.print(f"runs: failed {len(runs.failed)}, resent {len(runs.resend)}", highlight=False)
+        for run_id in runs.failed:
+            console.print(f"  failed run {run_id}")
+        for run_id in runs.resend:
+            console.print(f"  resent run {run_id}")
