@@ -259,6 +259,27 @@ def test_smollm2_gguf_greedy_text_equals_transformers() -> None:
     assert "Paris" in ours.text
 
 
+@pytest.mark.model
+def test_qwen25_coder_gguf_greedy_text_equals_transformers(tmp_path: Path) -> None:
+    """The default chat model, Qwen2.5-Coder-0.5B (dense Qwen2 with q/k/v biases, Q4_K, Q5_0, Q6_K and
+    Q8_0 tensors dequantised on load): the engine in fp32 writes transformers' greedy answer token for
+    token, and in its default format (bf16 weights, native kernels where built) the same first words."""
+    from corral.core.config import Settings
+
+    folder, gguf = Settings(chat_model="qwen2.5-coder-0.5b", data_dir=tmp_path).resolved_chat_model()
+    tok, hf = load_hf_model(folder, gguf)
+    assert hf.config.model_type == "qwen2" and hf.model.layers[0].self_attn.q_proj.bias is not None
+    prompt = build_prompt(tok, [{"role": "user", "content": "Write a Python expression that reverses "
+                                 "the string s. Reply with the expression only."}])
+    reference = _hf_greedy(hf, prompt, 12)
+    exact = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, options=EngineOptions(weights="fp32"))
+    ours = exact.generate(prompt, SamplingParams(max_tokens=12))
+    assert ours.token_ids == reference[: len(ours.token_ids)]
+    assert "[::-1]" in ours.text
+    default = engine_from_hf(tok, hf, model_path=folder, gguf_file=gguf, options=EngineOptions())
+    assert "[::-1]" in default.generate(prompt, SamplingParams(max_tokens=12)).text
+
+
 def test_concurrent_decode_steps_share_one_forward_pass(tiny: tuple[Any, Any, Engine]) -> None:
     """Two requests decoding at once: their one-token steps meet in one batched pass and each gets the
     logits it would get alone."""

@@ -160,6 +160,10 @@ def test_story_upload_a_zip_watch_it_index_ask_and_follow_a_citation(
     assert card.query_selector("[data-testid=strategy-used]").inner_text() in (
         "stuff", "retrieve", "scoped-stuff", "map-reduce")
     assert "Estimated tokens" in card.inner_text() and "Actual tokens" in card.inner_text()
+    # What the answer rests on is stated above its sources (the tiny model points at nothing).
+    support = card.query_selector("[data-testid=answer-support]")
+    assert support is not None and support.inner_text().split(" ")[0] in (
+        "Supported", "Partly", "Unsupported", "Not")
     tab.shot("ask")
 
     link = page.locator(".run-card a.citation").first
