@@ -60,7 +60,7 @@ def says_unanswerable(reply: str) -> bool:
 
 def _user(passages: Sequence[Passage], question: str) -> str:
     # The question goes last, closest to where the answer starts: small models lose it otherwise. (A
-    # reminder of the citation format after it made SmolLM2 and Qwen2.5-Coder-0.5B answer "[1] [2]"
+    # reminder of the citation format after it made Qwen2.5-Coder-0.5B answer "[1] [2] …"
     # alone; they are asked which sources they used after answering instead: point_messages.)
     return f"Sources:\n\n{render(passages)}\n\nQuestion: {question}"
 
