@@ -48,6 +48,15 @@ _STATUS: list[tuple[type[CorralError], int, str]] = [
 ]
 
 
+def status_of(exc: BaseException) -> tuple[int, str] | None:
+    """The HTTP status and stable kind our error tree maps ``exc`` to (the API's and the dashboard's
+    one table); None for anything outside it."""
+    for cls, status, kind in _STATUS:
+        if isinstance(exc, cls):
+            return status, kind
+    return None
+
+
 def error_body(kind: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"type": kind, "message": message}}
 
@@ -110,12 +119,13 @@ def _headers(exc: CorralError) -> dict[str, str] | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CorralError)
     async def _corral(_request: Request, exc: CorralError) -> JSONResponse:
-        for cls, status, kind in _STATUS:
-            if isinstance(exc, cls):
-                body: dict[str, dict[str, Any]] = error_body(kind, str(exc))
-                if isinstance(exc, ConflictError) and exc.job_id is not None:
-                    body["error"]["job_id"] = exc.job_id  # the job in the way (one ingest at a time)
-                return JSONResponse(body, status_code=status, headers=_headers(exc))
+        known = status_of(exc)
+        if known is not None:
+            status, kind = known
+            body: dict[str, dict[str, Any]] = error_body(kind, str(exc))
+            if isinstance(exc, ConflictError) and exc.job_id is not None:
+                body["error"]["job_id"] = exc.job_id  # the job in the way (one ingest at a time)
+            return JSONResponse(body, status_code=status, headers=_headers(exc))
         log.exception("unclassified Corral error", exc_info=exc)
         return JSONResponse(error_body("error", str(exc)), status_code=500)
 

@@ -27,18 +27,14 @@ from starlette.responses import RedirectResponse, Response
 
 from corral.core.db import Scope, session_scope
 from corral.core.errors import (
-    ConflictError,
     CorralError,
-    InvalidInputError,
-    NotFoundError,
-    PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitedError,
-    ServiceUnavailableError,
     UnauthenticatedError,
 )
 from corral.core.services.keys import Principal, key_principal
 from corral.platform.api.auth import AccessPolicy, local_user
+from corral.platform.api.errors import status_of
 from corral.platform.api.ratelimit import check_request
 from corral.platform.web.session import (
     WebSession,
@@ -171,15 +167,17 @@ def redirect(request: Request, url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
-_STATUS: tuple[tuple[type[CorralError], int, str], ...] = (
-    (InvalidInputError, 400, "That did not work"),
-    (PermissionDeniedError, 403, "Not allowed"),
-    (NotFoundError, 404, "Not found"),
-    (ConflictError, 409, "Not now"),
-    (PayloadTooLargeError, 413, "Too large"),
-    (RateLimitedError, 429, "Slow down"),
-    (ServiceUnavailableError, 503, "A service is unavailable"),
-)
+# The page heading per kind of error (statuses come from the API's table, status_of); kinds not
+# here (a model or configuration error) are shown as "Something went wrong", 500.
+_HEADINGS = {
+    "invalid_input": "That did not work",
+    "permission_denied": "Not allowed",
+    "not_found": "Not found",
+    "conflict": "Not now",
+    "payload_too_large": "Too large",
+    "rate_limited": "Slow down",
+    "service_unavailable": "A service is unavailable",
+}
 
 
 def _sign_in(request: Request, exc: SignInRequired) -> Response:
@@ -201,10 +199,9 @@ def error_page(request: Request, exc: Exception) -> Response:
                             for e in exc.errors()[:5]) or "the request is not valid"
     else:
         message = str(exc)
-        for cls, code, heading in _STATUS:
-            if isinstance(exc, cls):
-                status, title = code, heading
-                break
+        known = status_of(exc)
+        if known is not None and known[1] in _HEADINGS:
+            status, title = known[0], _HEADINGS[known[1]]
     template = "fragments/error.html" if is_htmx(request) else "error.html"
     response = render(request, template, status_code=status, title=title, message=message, status=status)
     if isinstance(exc, RateLimitedError) and exc.retry_after is not None:

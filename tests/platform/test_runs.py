@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import bearer, issue_key
-from tests.platform.conftest import enter_server_mode, free_port, start_worker, stop_worker
+from tests.platform.conftest import enter_server_mode, serve_app, start_worker, stop_worker
 
 BIN = Path(sys.executable).parent
 Event = dict[str, Any]
@@ -69,25 +68,8 @@ def allowed_roots(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 @pytest.fixture
 def server(allowed_roots: None) -> Iterator[str]:
     """``corral serve`` in this process (embedded mode, open on loopback), on a free port."""
-    import uvicorn
-
-    from corral.platform.api.app import create_app
-
-    port = free_port()
-    config = uvicorn.Config(create_app(bind_host="127.0.0.1"), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
+    with serve_app() as url:
+        yield url
 
 
 @pytest.fixture

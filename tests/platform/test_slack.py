@@ -25,7 +25,7 @@ from langchain_core.outputs import ChatResult
 from slack_sdk.signature import SignatureVerifier
 
 from tests.agents.scripted import ScriptedChat, WordSearcher, count_words, scripted, write_documents
-from tests.platform.conftest import free_port
+from tests.platform.conftest import serve_app
 
 SECRET = "test-signing-secret"
 TEAM, BOT_USER, BOT_ID = "T0CORRAL", "UBOT", "BBOT"
@@ -223,24 +223,8 @@ def model(corral_env: Path, monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSla
 @pytest.fixture
 def server(model: Model) -> Iterator[str]:
     """``corral serve`` in this process (embedded mode), on a free port."""
-    import uvicorn
-
-    from corral.platform.api.app import create_app
-
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(bind_host="127.0.0.1"), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
+    with serve_app() as url:
+        yield url
 
 
 def _signed(body: str, *, secret: str = SECRET, timestamp: int | None = None,

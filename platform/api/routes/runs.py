@@ -7,20 +7,17 @@ disconnects only stops its own stream: the run goes on and stays readable.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
 from sqlalchemy import select
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from corral.agents.ask.cite import answer_support
 from corral.core.db import Corpus, Run, RunState, session_scope
 from corral.core.services.idempotency import fingerprint, once
-from corral.core.services.runs import FINAL, add_feedback, events_after, get_run, list_runs
+from corral.core.services.runs import add_feedback, get_run, list_runs
 from corral.core.services.usage import check_budget
 from corral.platform.api.auth import AskCaller, ReadCaller
 from corral.platform.api.deps import IdempotencyKeyHeader, SessionDep
@@ -36,12 +33,12 @@ from corral.platform.api.schemas import (
     RunSummary,
 )
 from corral.platform.runs import cancel_run, submit_run
+from corral.platform.runs.stream import follow_run
 
 router = APIRouter(tags=["runs"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-POLL_S = 0.1  # how often a stream looks for new events
 
 
 def _summary(r: Run, corpus: str) -> dict[str, Any]:
@@ -114,29 +111,6 @@ def _check(run_id: str, workspace_id: int) -> None:
         get_run(session, run_id, workspace_id=workspace_id)
 
 
-def _next(run_id: str, after: int) -> tuple[list[tuple[int, str, dict[str, Any]]], bool]:
-    """Events after ``after`` and whether the run had finished when they were read (one snapshot)."""
-    with session_scope() as session:
-        events = [(e.seq, e.kind, dict(e.data)) for e in events_after(session, run_id, after)]
-        state = session.scalar(select(Run.state).where(Run.id == run_id))
-    return events, state is None or state.finished
-
-
-async def _follow(run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
-    last = after
-    while True:
-        events, finished = await run_in_threadpool(_next, run_id, last)
-        for seq, kind, data in events:
-            yield ServerSentEvent(data=json.dumps(data), event=kind, id=str(seq))
-            last = seq
-            if kind == FINAL:
-                return
-        if not events:
-            if finished:  # its final event is at or before ``after``: nothing more will come
-                return
-            await asyncio.sleep(POLL_S)
-
-
 def _start(after: int | None, last_event_id: str | None) -> int:
     resumed = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
     return max(after or 0, resumed)
@@ -154,4 +128,4 @@ async def run_events(
     # followers do not hold as many pooled connections (each poll opens its own, briefly).
     await run_in_threadpool(session.commit)
     await run_in_threadpool(_check, run_id, caller.workspace_id)
-    return EventSourceResponse(_follow(run_id, _start(after, last_event_id)), ping=15)
+    return EventSourceResponse(follow_run(run_id, _start(after, last_event_id)), ping=15)

@@ -3,14 +3,11 @@ filters, one run with its strategy card, steps and citations."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from sqlalchemy import ColumnElement, exists, func, select
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -18,16 +15,16 @@ from corral.agents.ask import Strategy
 from corral.core.db import Corpus, Feedback, Run, RunState, session_scope
 from corral.core.errors import InvalidInputError
 from corral.core.services import get_corpus
-from corral.core.services.runs import FINAL, add_feedback, events_after, get_run
+from corral.core.services.runs import add_feedback, get_run
 from corral.core.services.usage import check_budget
 from corral.platform.api.ratelimit import check_tokens
 from corral.platform.runs import cancel_run, submit_run
+from corral.platform.runs.stream import follow_run
 from corral.platform.web.pages import AskViewer, Csrf, PageRoute, ReadViewer, is_htmx, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PAGE = 30
-POLL_S = 0.1
 STRATEGIES = [s.value for s in Strategy]
 MAX_QUESTION = 4000
 
@@ -146,28 +143,6 @@ def run_card(request: Request, run_id: str, viewer: ReadViewer) -> Response:
         return render(request, "fragments/run_card.html", **_run_context(db, r))
 
 
-def _next(run_id: str, after: int) -> tuple[list[tuple[int, str, dict[str, Any]]], bool]:
-    with session_scope() as db:
-        events = [(e.seq, e.kind, dict(e.data)) for e in events_after(db, run_id, after)]
-        state = db.scalar(select(Run.state).where(Run.id == run_id))
-    return events, state is None or state.finished
-
-
-async def _follow(run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
-    last = after
-    while True:
-        events, finished = await run_in_threadpool(_next, run_id, last)
-        for seq, kind, data in events:
-            yield ServerSentEvent(data=json.dumps(data), event=kind, id=str(seq))
-            last = seq
-            if kind == FINAL:
-                return
-        if not events:
-            if finished:
-                return
-            await asyncio.sleep(POLL_S)
-
-
 def _check(run_id: str, workspace_id: int) -> None:
     with session_scope() as db:
         get_run(db, run_id, workspace_id=workspace_id)
@@ -180,7 +155,7 @@ async def run_events(request: Request, run_id: str, viewer: ReadViewer) -> Event
     await run_in_threadpool(_check, run_id, viewer.principal.workspace_id)
     resumed = request.headers.get("last-event-id", "")
     after = int(resumed) if resumed.isdigit() and len(resumed) < 10 else 0
-    return EventSourceResponse(_follow(run_id, after), ping=15)
+    return EventSourceResponse(follow_run(run_id, after), ping=15)
 
 
 @router.post("/runs/{run_id}/feedback", dependencies=[Csrf])

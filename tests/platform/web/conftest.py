@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import clear_caches
-from tests.platform.conftest import free_port
+from tests.platform.conftest import serve_app
 
 CHROMIUM = os.environ.get("CORRAL_TEST_CHROMIUM", "/usr/bin/chromium")
 
@@ -69,28 +67,12 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def web_server(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``corral serve`` (embedded, keys required) on a free port; paths under the test folder may be
     ingested by admin keys."""
-    import uvicorn
-
-    from corral.platform.api.app import create_app
-
     monkeypatch.setenv("CORRAL_AUTH", "required")
     monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", json.dumps([str(tmp_path)]))
     monkeypatch.setenv("CORRAL_CHAT_MAX_NEW_TOKENS", "24")
     clear_caches()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(bind_host="127.0.0.1"), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_app() as url:
+        yield url
 
 
 @dataclass
