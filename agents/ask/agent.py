@@ -86,7 +86,7 @@ def ask_agent(
             model=name, estimated_tokens=0, prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens, seconds=seconds, citations=citations,
             forced=True, routed_strategy=AGENT, decision=run.decision, steps=run.steps, flags=unverified,
-            support=support,
+            support=support, safety=list(trace.safety), blocked=run.blocked,
         )
 
     # A run that stopped short (budget, loops) still answered, with what it read: it succeeded.

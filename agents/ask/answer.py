@@ -100,7 +100,7 @@ def ask(
             completion_tokens=trace.completion_tokens, seconds=seconds, citations=citations,
             forced=strategy is not None, routed_strategy=decision.strategy.value,
             decision=decision.to_record(), steps=run.steps, flags=trace.flags + unverified,
-            support=support,
+            support=support, safety=list(trace.safety), blocked=run.blocked,
         )
 
     return result(save_run(session_factory, run, trace, result=result))

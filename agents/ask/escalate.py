@@ -145,6 +145,7 @@ class Escalation:
         for label, flags in read.flags.items():
             self._trace.flags.append(f"{label}: possible prompt injection ({', '.join(flags)}), defanged")
             self._trace.add("screen", label=label, flags=flags)
+            self._trace.decide("screened", label, f"possible prompt injection ({', '.join(flags)})")
         return read.passages
 
     def _fit(self, passages: list[Passage], build: Callable[[Sequence[Passage]], list[dict[str, str]]],

@@ -47,6 +47,9 @@ class AskResult:
     # What the answer rests on (agents/ask/cite.py answer_support): supported, partly-supported,
     # unsupported or not-found.
     support: str = "unsupported"
+    # Safety decisions on the way (see Trace.decide), and why the output guard blocked the answer.
+    safety: list[dict[str, Any]] = field(default_factory=list)
+    blocked: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,6 +67,7 @@ class Trace:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     flags: list[str] = field(default_factory=list)
+    safety: list[dict[str, Any]] = field(default_factory=list)  # becomes Run.safety
     progress: Progress = field(default_factory=Progress)  # told of every step as it is recorded
 
     def __post_init__(self) -> None:
@@ -71,6 +75,12 @@ class Trace:
 
     def add(self, kind: str, **details: Any) -> None:
         self.steps.append(Step(kind, details, round(self.usage.seconds * 1000)))
+
+    def decide(self, kind: str, source: str, detail: str) -> None:
+        """Record a safety decision: ``kind`` is redacted, screened or blocked; ``source`` what it
+        concerned (a passage label, a tool, the answer); ``detail`` why. Each (kind, source) once."""
+        if not any(d["kind"] == kind and d["source"] == source for d in self.safety):
+            self.safety.append({"kind": kind, "source": source, "detail": detail})
 
     def records(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.steps]
@@ -112,6 +122,7 @@ def save_run(session_factory: sessionmaker[Session], run: Run, trace: Trace, *,
     seconds = round(trace.usage.seconds, 3)
     run.duration_ms = seconds * 1000
     run.steps = trace.records()
+    run.safety = list(trace.safety)
     run.prompt_tokens, run.completion_tokens = trace.prompt_tokens, trace.completion_tokens
     if run.actual_tokens is None:
         run.actual_tokens = trace.tokens

@@ -20,9 +20,11 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -58,6 +60,9 @@ class Workspace(_Timestamped, Base):
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     # Tokens (prompt + completion) the workspace's runs may use per calendar month (UTC); None: no cap.
     monthly_token_budget: Mapped[int | None] = mapped_column(BigInteger)
+    # Credentials found at ingest are redacted from stored text unless the workspace opts in here.
+    keep_secrets: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(),
+                                               nullable=False)
 
     corpora: Mapped[list[Corpus]] = relationship(back_populates="workspace")
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="workspace")
@@ -162,6 +167,9 @@ class Document(_Timestamped, Base):
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="document", cascade="all, delete-orphan", order_by="Chunk.ordinal"
     )
+    images: Mapped[list[DocumentImage]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", order_by="DocumentImage.ref"
+    )
 
 
 class Chunk(Base):
@@ -187,11 +195,39 @@ class Chunk(Base):
     unit_start_line: Mapped[int | None] = mapped_column(Integer)
     unit_end_line: Mapped[int | None] = mapped_column(Integer)
     page: Mapped[int | None] = mapped_column(Integer)  # 1-based page for paged formats
+    # Text read from an image by OCR: which of the document's images (DocumentImage.ref) and the box
+    # [x0, y0, x1, y1] around the chunk's text, in that stored image's pixels.
+    image_ref: Mapped[str | None] = mapped_column(String(64))
+    bbox: Mapped[list[int] | None] = mapped_column(JSON)
+    # How many credentials were redacted from this chunk's text at ingest.
+    redacted: Mapped[int] = mapped_column(Integer, default=0, server_default="0", nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), index=True, nullable=False)
     token_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
 
     document: Mapped[Document] = relationship(back_populates="chunks")
+
+
+class DocumentImage(Base):
+    """An image of a document (a figure, a scanned page, or the image file itself), kept so that
+    citations of its OCR text can show it. ``data`` is the stored copy (scaled down, PNG or JPEG);
+    chunk boxes are in its pixels."""
+
+    __tablename__ = "document_image"
+    __table_args__ = (UniqueConstraint("document_id", "ref"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("document.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    ref: Mapped[str] = mapped_column(String(64), nullable=False)  # e.g. "p4-img2", "image"
+    page: Mapped[int | None] = mapped_column(Integer)
+    mime: Mapped[str] = mapped_column(String(32), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+    document: Mapped[Document] = relationship(back_populates="images")
 
 
 class Job(_Timestamped, Base):
@@ -287,6 +323,12 @@ class Run(_Timestamped, Base):
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float | None] = mapped_column(Float)
+    # Safety decisions taken on the way: {"kind": "redacted" | "screened" | "blocked", "source":
+    # what it concerned, "detail": why}, in order.
+    safety: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]",
+                                                        nullable=False)
+    # Set when the output guard blocked the answer: the answer stays stored, shown as blocked.
+    blocked: Mapped[str | None] = mapped_column(Text)
 
 
 class Feedback(_Timestamped, Base):
