@@ -11,7 +11,7 @@ planner's problem, never the user's: the run records what was trimmed and goes o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from langchain_core.language_models import BaseChatModel
 
@@ -96,5 +96,4 @@ def _cut(chat: BaseChatModel, p: Passage, over: int) -> Passage | None:
         text += line
         used += len(line)
     kept_lines = max(text.count("\n"), 1)
-    return Passage(p.number, p.path, p.start_line, min(p.end_line, p.start_line + kept_lines - 1), text,
-                   keep, p.score, p.page)
+    return replace(p, end_line=min(p.end_line, p.start_line + kept_lines - 1), text=text, tokens=keep)

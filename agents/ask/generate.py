@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
@@ -74,7 +75,7 @@ POINT_QUESTION = ("Which of the numbered sources is that answer based on? Reply 
 _POINTED = re.compile(r"\[(\d{1,4})\]")
 
 
-def point_messages(messages: Sequence[Mapping[str, str]], answer: str) -> Messages:
+def point_messages(messages: Sequence[Mapping[str, Any]], answer: str) -> list[dict[str, Any]]:
     """The answer's conversation, then the question "which sources is it based on?": the model points
     at its sources after the fact when it wrote none. The conversation up to the answer is the prompt
     the model just read, so a prefix cache serves it and only the answer and this question are new."""
@@ -103,6 +104,13 @@ def reduce_messages(notes: Sequence[str], question: str) -> Messages:
             {"role": "user", "content": f"{body}\n\nQuestion: {question}"}]
 
 
+def _text(content: Any) -> str:
+    """A message's text: the string, or the text parts of a message with images."""
+    if isinstance(content, str):
+        return content
+    return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     text: str
@@ -112,7 +120,7 @@ class Reply:
     finish_reason: str  # "stop" | "length"
 
 
-def generate(chat: BaseChatModel, messages: Sequence[Mapping[str, str]], max_new_tokens: int, *,
+def generate(chat: BaseChatModel, messages: Sequence[Mapping[str, Any]], max_new_tokens: int, *,
              callbacks: Sequence[BaseCallbackHandler] = ()) -> Reply:
     """``chat``'s answer to ``messages`` in at most ``max_new_tokens``; any failure of the backend is an
     ``InferenceError``. Token counts are the backend's usage report, else counted locally. With
@@ -137,7 +145,8 @@ def generate(chat: BaseChatModel, messages: Sequence[Mapping[str, str]], max_new
                              "service still up?")
     text = reply.text.strip()
     usage = reply.usage_metadata if isinstance(reply, AIMessage) else None
-    prompt = usage["input_tokens"] if usage else sum(chat.get_num_tokens(m["content"]) for m in messages)
+    prompt = (usage["input_tokens"] if usage
+              else sum(chat.get_num_tokens(_text(m["content"])) for m in messages))
     completion = usage["output_tokens"] if usage else chat.get_num_tokens(text)
     finish = str(reply.response_metadata.get("finish_reason", "stop"))
     return Reply(text, prompt, completion, time.perf_counter() - started,

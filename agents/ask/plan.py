@@ -9,7 +9,7 @@ and token counts, and its prefix cache.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy import select
@@ -33,6 +33,7 @@ from corral.agents.retrieval import (
     Ranked,
     Searcher,
     corpus_parts,
+    image_of,
     order_preserving,
     ranked_parts,
     scoped_doc_tokens,
@@ -218,8 +219,7 @@ def _probe(session: Session, corpus: Corpus, question: str, chat: BaseChatModel,
         return None, None  # the corpus does not fit (stuffing is not cheap anyway), or no cache to ask
     stuffed = whole_corpus(session, corpus.id, budget)
     # The prompt as the model will get it: the tools screen what they read the same way.
-    shown = [Passage(p.number, p.path, p.start_line, p.end_line, screen(p.text).text, p.tokens)
-             for p in stuffed]
+    shown = [replace(p, text=screen(p.text).text) for p in stuffed]
     return probe_prefix_cache(chat, generate.answer_messages(shown, question)), stuffed
 
 
@@ -288,6 +288,7 @@ def evidence_spans(ranked: Sequence[Ranked], passages: Sequence[Passage]) -> lis
     numbers = {p.path: p.number for p in passages}
     return [
         Passage(numbers.get(r.chunk.document.path, 0), r.chunk.document.path, r.chunk.start_line,
-                r.chunk.end_line, r.chunk.text, r.chunk.token_count, r.score, r.chunk.page)
+                r.chunk.end_line, r.chunk.text, r.chunk.token_count, r.score, r.chunk.page,
+                **image_of([r.chunk]))
         for r in ranked[:3]
     ]

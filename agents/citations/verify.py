@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from corral.agents.retrieval import Passage
+from corral.agents.retrieval import Box, Passage, source_name
 
 __all__ = ["CITED", "READ", "UNSUPPORTED", "Citation", "QuoteCheck", "Verification", "verify_answer"]
 
@@ -60,13 +60,34 @@ class Citation:
     note: str | None = None
     page: int | None = None
     support: str = READ  # cited | read | unsupported (see the module's docstring)
+    # OCR'd text: the document's image it was read from, the box around it there, whether a figure.
+    image_ref: str | None = None
+    bbox: Box | None = None
+    figure: bool = False
 
     @property
     def label(self) -> str:
+        """``path:a-b``: what the model cites and the checks key on; stable for every source."""
         return f"{self.path}:{self.start_line}-{self.end_line}"
 
+    @property
+    def display(self) -> str:
+        """What people read: the label, or for OCR'd text its image (``report.pdf p.4 (figure)``); a
+        citation of no lines (``[7]`` naming no source) by what it named."""
+        named = source_name(self.path, self.page, self.image_ref, self.figure)
+        return named or (self.label if self.start_line > 0 else self.path)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "label": self.label}
+        data = asdict(self)
+        data["bbox"] = list(self.bbox) if self.bbox is not None else None
+        return {**data, "label": self.label, "display": self.display}
+
+    @classmethod
+    def of(cls, p: Passage, score: float | None, cited_by_model: bool, note: str | None,
+           support: str) -> Citation:
+        """A citation of passage ``p`` (its span, page and image)."""
+        return cls(p.path, p.start_line, p.end_line, score, cited_by_model, True, note, p.page, support,
+                   p.image_ref, p.bbox, p.figure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +212,7 @@ def verify_answer(
                          support=UNSUPPORTED))
         elif fresh(p.path, p.start_line, p.end_line):
             ok, why = _holds(p.text, _claim(answer, m.start(), m.end()), question)
-            add(Citation(p.path, p.start_line, p.end_line, p.score, True, True, why, p.page,
-                         CITED if ok else UNSUPPORTED))
+            add(Citation.of(p, p.score, True, why, CITED if ok else UNSUPPORTED))
     for m in _PATH.finditer(answer):
         path, start = m.group(1), int(m.group(2))
         end = int(m.group(3)) if m.group(3) else start
@@ -213,10 +233,10 @@ def verify_answer(
                              support=UNSUPPORTED))
             else:
                 ok, why = _holds(_lines(holder, start, end), _claim(answer, m.start(), m.end()), question)
-                add(Citation(path, start, end, holder.score, True, True, why, holder.page,
-                             CITED if ok else UNSUPPORTED))
+                add(replace(Citation.of(holder, holder.score, True, why, CITED if ok else UNSUPPORTED),
+                            start_line=start, end_line=end))
     for p in evidence:
-        add(Citation(p.path, p.start_line, p.end_line, p.score, False, True, None, p.page, READ))
+        add(Citation.of(p, p.score, False, None, READ))
 
     normed = [(p.label, _norm(p.text)) for p in passages]
     for m in _QUOTE.finditer(answer):

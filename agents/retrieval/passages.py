@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -19,17 +20,43 @@ from corral.core.db import Chunk, Document, DocumentStatus
 
 __all__ = [
     "HEADER_TOKENS",
+    "Box",
     "Passage",
     "corpus_parts",
+    "image_kind",
+    "image_of",
     "order_preserving",
     "ranked_parts",
     "render",
     "scoped_doc_tokens",
     "scoped_documents",
+    "source_name",
     "whole_corpus",
 ]
 
 HEADER_TOKENS = 12  # "[n] path:lines" above each passage or document (the router counts it too)
+
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the stored image's pixels
+
+
+def image_kind(image_ref: str | None, figure: bool) -> str | None:
+    """What an OCR'd source is to a reader: a ``figure`` inside a document with text, the ``image``
+    file itself (ref "image"), or a ``scan`` (a page read by OCR); None for text."""
+    if image_ref is None:
+        return None
+    if figure:
+        return "figure"
+    return "image" if image_ref == "image" else "scan"
+
+
+def source_name(path: str, page: int | None, image_ref: str | None, figure: bool) -> str | None:
+    """How people name an OCR'd source: ``report.pdf p.4 (figure)``, ``scan.png (image)``,
+    ``scan.pdf p.2 (scan)``; None for text (its ``path:lines`` label names it)."""
+    kind = image_kind(image_ref, figure)
+    if kind is None:
+        return None
+    return f"{path}{f' p.{page}' if page is not None else ''} ({kind})"
 
 
 @dataclass(slots=True)
@@ -42,10 +69,51 @@ class Passage:
     tokens: int
     score: float | None = None
     page: int | None = None
+    # OCR'd text: the document's image it was read from (DocumentImage.ref), the box around it there,
+    # and whether that image is a figure of a document with text.
+    image_ref: str | None = None
+    bbox: Box | None = None
+    figure: bool = False
 
     @property
     def label(self) -> str:
         return f"{self.path}:{self.start_line}-{self.end_line}"
+
+    @property
+    def header(self) -> str:
+        """What the model reads above the passage: its label, and for OCR'd text what it came from
+        (the model is told it reads text recognised in a figure, not the figure's words as written)."""
+        kind = image_kind(self.image_ref, self.figure)
+        if kind is None:
+            return self.label
+        page = f"p.{self.page} " if self.page is not None else ""
+        return f"{self.label} ({page}{kind}, OCR text)"
+
+
+def _box(chunk: Chunk) -> Box | None:
+    b = chunk.bbox
+    if not isinstance(b, (list, tuple)) or len(b) != 4 or not all(isinstance(v, int) for v in b):
+        return None  # a malformed stored box is shown without one, never trusted
+    return (b[0], b[1], b[2], b[3])
+
+
+def _union(a: Box | None, b: Box | None) -> Box | None:
+    if a is None or b is None:
+        return a or b
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def image_of(chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """The image fields of a passage made of ``chunks``: those of their one image when all were read
+    from the same one (the boxes joined), else none."""
+    refs = {c.image_ref for c in chunks}
+    if len(refs) != 1 or None in refs:
+        return {}
+    box: Box | None = None
+    for c in chunks:
+        box = _union(box, _box(c))
+    return {"image_ref": chunks[0].image_ref, "bbox": box,
+            "figure": all(c.symbol_kind == "figure" for c in chunks)}
 
 
 def _passages_from_chunks(
@@ -56,16 +124,20 @@ def _passages_from_chunks(
     out: list[Passage] = []
     last: tuple[int, int] | None = None
     for chunk, score in ordered:
-        if last == (chunk.document_id, chunk.ordinal - 1):
+        # Text read from one image stays one passage, apart from the text around it: its citation
+        # shows that image and the box around what was read.
+        if last == (chunk.document_id, chunk.ordinal - 1) and out[-1].image_ref == chunk.image_ref:
             p = out[-1]
             p.text += chunk.text
             p.end_line = chunk.end_line
             p.tokens += chunk.token_count
+            p.bbox = _union(p.bbox, _box(chunk)) if p.image_ref is not None else None
+            p.figure = p.figure and chunk.symbol_kind == "figure"
             if score is not None:
                 p.score = max(p.score or score, score)
         else:
             out.append(Passage(first_number + len(out), chunk.document.path, chunk.start_line, chunk.end_line,
-                               chunk.text, chunk.token_count, score, chunk.page))
+                               chunk.text, chunk.token_count, score, chunk.page, **image_of([chunk])))
         last = (chunk.document_id, chunk.ordinal)
     return out
 
@@ -172,12 +244,12 @@ def whole_corpus(session: Session, corpus_id: int, budget: int | None = None) ->
         if budget is None or used + cost <= budget:
             used += cost
             out.append(Passage(len(out) + 1, d.path, 1, max(d.line_count, 1),
-                               "".join(c.text for c in d.chunks), d.token_count))
+                               "".join(c.text for c in d.chunks), d.token_count, **image_of(d.chunks)))
             continue
         head = _head(d.chunks, budget - used - HEADER_TOKENS)
         if head:
             out.append(Passage(len(out) + 1, d.path, 1, head[-1].end_line, "".join(c.text for c in head),
-                               sum(c.token_count for c in head)))
+                               sum(c.token_count for c in head), **image_of(head)))
         break
     return out
 
@@ -272,4 +344,4 @@ def scoped_doc_tokens(ranked: Sequence[Ranked], max_docs: int = 8) -> tuple[int,
 
 
 def render(passages: Sequence[Passage]) -> str:
-    return "\n\n".join(f"[{p.number}] {p.label}\n{p.text.strip(chr(10))}" for p in passages)
+    return "\n\n".join(f"[{p.number}] {p.header}\n{p.text.strip(chr(10))}" for p in passages)

@@ -6,15 +6,20 @@ The caller has already looked the corpus up in its workspace: these functions ta
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from corral.core.db import Chunk, Corpus, Document, DocumentStatus
+from corral.core.db import Chunk, Corpus, Document, DocumentImage, DocumentStatus
 from corral.core.errors import InvalidInputError, NotFoundError
 
-__all__ = ["DocumentPage", "document_lines", "get_document", "list_documents", "status_counts"]
+__all__ = [
+    "IMAGE_REF", "SAFE_IMAGE_TYPES", "DocumentPage", "ImageInfo", "document_images", "document_lines",
+    "get_document", "get_document_image", "image_sizes", "list_documents", "status_counts",
+]
 
 MAX_PAGE = 1000
 MAX_PATH = 2048
@@ -80,3 +85,57 @@ def document_lines(session: Session, doc: Document) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+# What an image's ref looks like ("image", "p4", "p4-img2"): anything else names no image.
+IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Served as themselves; a stored image of any other type (an SVG could carry script) goes out as bytes.
+SAFE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """A document's image without its bytes."""
+
+    ref: str
+    page: int | None
+    mime: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+def get_document_image(session: Session, corpus: Corpus, path: str, ref: str) -> DocumentImage:
+    """The image ``ref`` of the document at ``path`` in ``corpus``: :class:`NotFoundError` for a ref
+    that is none of its images (a malformed one included: it names nothing)."""
+    if not IMAGE_REF.fullmatch(ref):
+        raise NotFoundError(f"no image {ref[:64]!r}: an image is named like 'image' or 'p4-img2'")
+    doc = get_document(session, corpus, path)
+    image = session.scalar(select(DocumentImage).where(DocumentImage.document_id == doc.id,
+                                                       DocumentImage.ref == ref))
+    if image is None:
+        raise NotFoundError(f"document {path[:200]!r} has no image {ref!r}")
+    return image
+
+
+def document_images(session: Session, doc: Document) -> list[ImageInfo]:
+    """The document's images in ref order, without reading their bytes."""
+    rows = session.execute(
+        select(DocumentImage.ref, DocumentImage.page, DocumentImage.mime, DocumentImage.width,
+               DocumentImage.height, func.length(DocumentImage.data))
+        .where(DocumentImage.document_id == doc.id).order_by(DocumentImage.page, DocumentImage.ref))
+    return [ImageInfo(ref, page, mime, width, height, int(size or 0))
+            for ref, page, mime, width, height, size in rows]
+
+
+def image_sizes(session: Session, corpus_id: int, keys: Iterable[tuple[str, str]]
+                ) -> dict[tuple[str, str], tuple[int, int]]:
+    """(width, height) of each (document path, image ref) of ``keys`` stored in the corpus."""
+    wanted = list(dict.fromkeys(keys))[:1000]
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Document.path, DocumentImage.ref, DocumentImage.width, DocumentImage.height)
+        .join(Document, Document.id == DocumentImage.document_id)
+        .where(Document.corpus_id == corpus_id, tuple_(Document.path, DocumentImage.ref).in_(wanted)))
+    return {(path, ref): (width, height) for path, ref, width, height in rows}

@@ -13,7 +13,7 @@ from corral.ingestion.sources.spec import upload_root
 from corral.platform.api.auth import access_policy, log_policy
 from corral.platform.api.errors import ERROR_RESPONSES, install_error_handlers
 from corral.platform.api.middleware import BodyLimitMiddleware, HostCheckMiddleware
-from corral.platform.api.routes import admin, corpora, health, jobs, observability, runs
+from corral.platform.api.routes import admin, corpora, documents, health, jobs, observability, runs
 from corral.platform.api.routes import slack as slack_routes_v1
 from corral.platform.api.routes import uploads as upload_routes
 from corral.platform.api.routes import webhooks as webhook_routes
@@ -56,6 +56,7 @@ def create_app(bind_host: str | None = None) -> FastAPI:
     app.include_router(observability.router)
     app.include_router(corpora.router, prefix="/v1")
     app.include_router(upload_routes.router, prefix="/v1")
+    app.include_router(documents.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
     app.include_router(runs.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")

@@ -116,9 +116,31 @@ def _slack_channel(w: World) -> str:
     return "CBEESONLY"
 
 
+def _document(w: World) -> str:
+    w.get("corpus", _corpus)
+    return "bees/honey.md"  # the folder ingested is part of its documents' paths
+
+
+def _image(w: World) -> str:
+    """An image of B's document, stored as ingestion's OCR stores one."""
+    from sqlalchemy import select
+
+    from corral.core.db import Corpus, Document, DocumentImage, session_scope
+
+    path = w.get("document", _document)
+    with session_scope() as session:
+        doc = session.scalars(select(Document).join(Corpus, Corpus.id == Document.corpus_id)
+                              .where(Corpus.name == B_CORPUS, Document.path == path)).one()
+        session.add(DocumentImage(document_id=doc.id, ref="p1-img1", page=1, mime="image/png", width=1,
+                                  height=1, data=b"\x89PNG\r\n\x1a\n-of-b-only"))
+    return "p1-img1"
+
+
 # What a path parameter names, by the path segment before it → how to make one in workspace B.
 FACTORIES: dict[str, tuple[str, Callable[[World], str]]] = {
     "corpora/{name}": ("corpus", _corpus),
+    "documents/{path}": ("document", _document),
+    "images/{ref}": ("image", _image),
     "jobs/{job_id}": ("job", _job),
     "runs/{run_id}": ("run", _run),
     "keys/{key_id}": ("key", _key),
@@ -187,7 +209,8 @@ def _snapshot(client: TestClient, doc: dict[str, Any], w: World) -> dict[str, An
             url = url.replace("{" + param + "}", w.made[kind])
         if url:
             r = client.get(url, headers=w.b)
-            seen[url] = (r.status_code, _stable(r.json()))
+            json_body = r.headers.get("content-type", "").startswith("application/json")
+            seen[url] = (r.status_code, _stable(r.json()) if json_body else r.content.hex())
     return seen
 
 

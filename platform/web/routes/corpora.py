@@ -6,15 +6,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from corral.core.db import Chunk, session_scope
-from corral.core.errors import InvalidInputError
+from corral.core.db import Chunk, Document, session_scope
+from corral.core.errors import InvalidInputError, NotFoundError
 from corral.core.services import get_corpus, list_corpora, list_jobs
 from corral.core.services.corpora import ensure_corpus
-from corral.core.services.documents import document_lines, get_document, list_documents, status_counts
+from corral.core.services.documents import (
+    document_images,
+    document_lines,
+    get_document,
+    get_document_image,
+    list_documents,
+    status_counts,
+)
+from corral.platform.api.routes.documents import image_response
 from corral.platform.composition import get_searcher
+from corral.platform.web.images import box_style, image_path
 from corral.platform.web.pages import Csrf, IngestViewer, PageRoute, ReadViewer, is_htmx, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -22,6 +32,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE = 50
 MAX_QUERY = 500
 MAX_LINES = 20_000  # a page of source a browser still renders quickly; longer documents are cut
+MAX_IMAGES = 200  # images shown on a document's page (a scan of a long book has one a page)
+MAX_BOXES = 200  # boxes drawn over one image
 
 
 @router.get("/corpora")
@@ -61,18 +73,44 @@ def corpus(request: Request, name: str, viewer: ReadViewer,
                       pages=max(1, -(-docs.total // PAGE)))
 
 
+# Registered before the document page, whose path would take "/images/<ref>" in.
+@router.get("/corpora/{name}/documents/{path:path}/images/{ref}")
+def document_image(request: Request, name: str, path: str, ref: str, viewer: ReadViewer) -> Response:
+    """The stored image ``ref`` of the document at ``path`` (a figure, a scanned page, the image file).
+    A document whose own path ends in ``/images/<name>`` is shown as its page: no document can be
+    both a file at ``path`` and a folder holding ``images/<name>``, so at most one of the two exists."""
+    whole = f"{path}/images/{ref}"
+    with session_scope() as db:
+        found = get_corpus(db, name, viewer.principal.workspace)
+        try:
+            image = get_document_image(db, found, path, ref)
+        except NotFoundError:
+            if db.scalar(select(Document.id).where(Document.corpus_id == found.id,
+                                                   Document.path == whole)) is None:
+                raise
+        else:
+            return image_response(image.mime, image.data)
+    return document(request, name, whole, viewer)
+
+
 @router.get("/corpora/{name}/documents/{path:path}")
 def document(request: Request, name: str, path: str, viewer: ReadViewer) -> Response:
     """A document's chunks (symbol, kind, line range) and its source with line numbers; a fragment
-    ``#L{start}-L{end}`` (citations link so) highlights those lines and scrolls to them."""
+    ``#L{start}-L{end}`` (citations link so) highlights those lines and scrolls to them. Its images
+    (figures, scanned pages) are shown with the boxes of the text read from each."""
     with session_scope() as db:
         found = get_corpus(db, name, viewer.principal.workspace)
         doc = get_document(db, found, path)
         chunks: list[Chunk] = list(doc.chunks)
         lines = document_lines(db, doc)
         pages = {c.start_line: c.page for c in chunks if c.page is not None}
+        images = [{"info": i, "url": image_path(found.name, doc.path, i.ref),
+                   "boxes": [(c, box_style(c.bbox, i.width, i.height)) for c in chunks
+                             if c.image_ref == i.ref][:MAX_BOXES]}
+                  for i in document_images(db, doc)[:MAX_IMAGES]]
         return render(request, "document.html", corpus=found, doc=doc, chunks=chunks,
-                      lines=lines[:MAX_LINES], cut=max(0, len(lines) - MAX_LINES), pages=pages)
+                      lines=lines[:MAX_LINES], cut=max(0, len(lines) - MAX_LINES), pages=pages,
+                      images=images)
 
 
 def _search(workspace: str, name: str, query: str, k: int) -> tuple[list[dict[str, Any]], bool]:

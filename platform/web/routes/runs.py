@@ -20,6 +20,7 @@ from corral.core.services.usage import check_budget
 from corral.platform.api.ratelimit import check_tokens
 from corral.platform.runs import cancel_run, submit_run
 from corral.platform.runs.stream import follow_run
+from corral.platform.web.images import cited_images
 from corral.platform.web.pages import AskViewer, Csrf, PageRoute, ReadViewer, is_htmx, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -123,9 +124,10 @@ def _run_context(db: Any, run: Run) -> dict[str, Any]:
     corpus = db.get(Corpus, run.corpus_id)
     decision = run.decision or {}
     estimates = decision.get("estimates") or {}
+    images = cited_images(db, corpus.id, corpus.name, run.citations or []) if corpus else {}
     return {"run": run, "corpus": corpus.name if corpus else "", "decision": decision,
             "estimates": estimates, "stuff": estimates.get("stuff"),
-            "feedback": _feedback(db, [run.id]).get(run.id)}
+            "feedback": _feedback(db, [run.id]).get(run.id), "images": images}
 
 
 @router.get("/runs/{run_id}")
