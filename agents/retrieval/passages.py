@@ -41,13 +41,14 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the stored image's pixels
 
 
 def image_kind(image_ref: str | None, figure: bool) -> str | None:
-    """What an OCR'd source is to a reader: a ``figure`` inside a document with text, the ``image``
-    file itself (ref "image"), or a ``scan`` (a page read by OCR); None for text."""
+    """What an OCR'd source is to a reader: the ``image`` file itself (its one image has the ref
+    "image", whatever its chunks are labelled), a ``figure`` inside a document with text, or a
+    ``scan`` (a page read by OCR); None for text."""
     if image_ref is None:
         return None
-    if figure:
-        return "figure"
-    return "image" if image_ref == "image" else "scan"
+    if image_ref == "image":
+        return "image"
+    return "figure" if figure else "scan"
 
 
 def source_name(path: str, page: int | None, image_ref: str | None, figure: bool) -> str | None:
