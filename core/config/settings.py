@@ -92,6 +92,17 @@ class Settings(BaseSettings):
     archive_max_files: int = Field(default=100_000, ge=1)
     archive_max_ratio: float = Field(default=200.0, ge=1.0)
     git_timeout_s: float = Field(default=600.0, gt=0)
+    # Images (image files, scanned PDF pages, figures in PDF, DOCX and HTML data: URIs) are read by
+    # OCR. An image over image_max_pixels is refused before it is decoded (decompression bombs; this
+    # is also Pillow's MAX_IMAGE_PIXELS); figures under ocr_min_image_side on a side or
+    # ocr_min_image_pixels in area are not read (icons, rules); at most ocr_max_images_per_page on a
+    # page and ocr_max_images_per_document in a document are OCR'd, the rest never decoded.
+    ocr_enabled: bool = True
+    image_max_pixels: int = Field(default=40_000_000, ge=1)
+    ocr_min_image_side: int = Field(default=32, ge=1)
+    ocr_min_image_pixels: int = Field(default=16_384, ge=1)
+    ocr_max_images_per_page: int = Field(default=8, ge=0, le=10_000)
+    ocr_max_images_per_document: int = Field(default=100, ge=0, le=100_000)
     # Git hosts fetched from even though they resolve to loopback, private or link-local addresses
     # (a trusted internal server); every other host must have public addresses only (SSRF).
     git_allowed_hosts: list[str] = Field(default_factory=list)
@@ -121,6 +132,14 @@ class Settings(BaseSettings):
     # Whether the backend keeps the corpus prefix cached (e.g. vLLM's automatic prefix caching). Used
     # only where the backend cannot be asked: the embedded engine's prefix cache is asked directly.
     backend_prefix_cached: bool = False
+    # Whether the openai backend takes image content parts (a vision model, as vLLM serves Llama 4
+    # Scout/Maverick): the stored images of the OCR'd passages an answer reads are then sent beside
+    # their text, at most this many and this many bytes per model call, each counted as
+    # chat_vision_image_tokens of the window. The embedded engine never gets images.
+    chat_vision: bool = False
+    chat_vision_max_images: int = Field(default=4, ge=0, le=64)
+    chat_vision_max_bytes: int = Field(default=4 * 1024 * 1024, ge=0, le=64 * 1024 * 1024)
+    chat_vision_image_tokens: int = Field(default=1200, ge=0, le=100_000)
     # Budgets of one agent run: model + tool calls, tokens, wall time, map-reduce parts.
     agent_max_steps: int = Field(default=12, ge=1, le=1000)
     agent_max_tokens: int = Field(default=200_000, ge=1)
@@ -184,6 +203,28 @@ class Settings(BaseSettings):
     slack_threads: int = Field(default=16, ge=1, le=256)
     slack_progress_interval_s: float = Field(default=3.0, ge=0.0, le=60.0)
 
+    # The guard model (agents/safety): a safety classifier on an OpenAI-compatible server (vLLM,
+    # Ollama). guard_format is how retrieved text and tool output are classified (guard_screen):
+    # prompt-guard (Prompt Guard's BENIGN/INJECTION/JAILBREAK label) or llama-guard (safe/unsafe);
+    # answers (guard_answers) are always asked in Llama Guard's format, of guard_answer_model where set.
+    # guard_prompt: "server" sends plain messages for the server's chat template to wrap (vLLM and
+    # Ollama load Llama Guard's own), "client" sends the published task prompt. A guard that gives no
+    # verdict (down, slow, nonsense) fails "open" (text passes, answers show) or "closed" (text is
+    # treated as an injection, answers are withheld) - recorded on the run either way. Cost: at most
+    # guard_max_calls screening calls per run, each on at most guard_max_chars characters.
+    guard_url: str | None = None
+    guard_model: str | None = None
+    guard_format: Literal["prompt-guard", "llama-guard"] = "prompt-guard"
+    guard_answer_model: str | None = None
+    guard_api_key: SecretStr | None = None
+    guard_screen: bool = True
+    guard_answers: bool = False
+    guard_prompt: Literal["server", "client"] = "server"
+    guard_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    guard_on_error: Literal["open", "closed"] = "open"
+    guard_max_chars: int = Field(default=2000, ge=100, le=100_000)
+    guard_max_calls: int = Field(default=32, ge=0, le=10_000)
+
     # OpenAI-compatible inference server (`corral inference serve`). Backend "auto" serves the
     # embedded engine when it can load the model, else the transformers reference.
     inference_host: str = "127.0.0.1"
@@ -220,6 +261,10 @@ class Settings(BaseSettings):
             if self.database_url and self.database_url.startswith("sqlite"):
                 raise ValueError("server mode needs a shared database: set CORRAL_DATABASE_URL "
                                  "to PostgreSQL, not SQLite")
+        if self.guard_answers and not self.guard_url:
+            raise ValueError("CORRAL_GUARD_ANSWERS needs CORRAL_GUARD_URL (the guard model's server)")
+        if self.guard_url and not (self.guard_model or (self.guard_answer_model and not self.guard_screen)):
+            raise ValueError("CORRAL_GUARD_URL needs CORRAL_GUARD_MODEL (the model name the server serves)")
         if self.chat_backend == "openai" and not (
             self.openai_base_url and self.openai_model and self.chat_context_window
         ):

@@ -27,6 +27,8 @@ HTML = frozenset({".html", ".htm", ".xhtml"})
 TEXT = frozenset({".txt", ".text", ".adoc", ".org", ".csv", ".tsv", ".log", ".tex"})
 # Formats with a parser of their own (binary containers or structured text).
 DOCUMENT_FORMATS: dict[str, str] = {".pdf": "pdf", ".docx": "docx", ".ipynb": "notebook"}
+# Images, read by OCR (the format is then told by the bytes, not the name).
+IMAGES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".gif", ".bmp"})
 # Names without a telling extension that are text by convention.
 TEXT_NAMES = frozenset({
     "readme", "license", "licence", "copying", "authors", "contributors", "changelog", "changes",
@@ -34,7 +36,7 @@ TEXT_NAMES = frozenset({
 })
 # Formats we recognise but do not parse: skipped with a reason rather than read as text.
 KNOWN_BINARY = frozenset({
-    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tif", ".tiff", ".svgz",
+    ".ico", ".svgz",
     ".doc", ".xls", ".xlsx", ".ppt", ".pptx", ".odt", ".epub",
     ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".whl", ".jar",
     ".pyc", ".pyo", ".so", ".dll", ".dylib", ".exe", ".o", ".a", ".class", ".wasm", ".bin",
@@ -45,7 +47,8 @@ KNOWN_BINARY = frozenset({
 
 @dataclass(frozen=True, slots=True)
 class FileKind:
-    """``kind`` is one of: code, markdown, rst, text, html, pdf, docx, notebook, binary, unknown.
+    """``kind`` is one of: code, markdown, rst, text, html, pdf, docx, notebook, image, binary,
+    unknown.
 
     ``language`` is the programming language for code (and for a notebook's code cells)."""
 
@@ -68,6 +71,8 @@ def classify(path: PurePath) -> FileKind:
         return FileKind(DOCUMENT_FORMATS[suffix])
     if suffix in TEXT:
         return FileKind("text")
+    if suffix in IMAGES:
+        return FileKind("image")
     if suffix in KNOWN_BINARY:
         return FileKind("binary")
     if path.name.lower().split(".")[0] in TEXT_NAMES:

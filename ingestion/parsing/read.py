@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from corral.core.db import DocumentStatus
 from corral.ingestion.parsing.detect import FileKind, classify, looks_binary
@@ -18,11 +19,15 @@ from corral.ingestion.parsing.registry import Extracted, ParseFailure, get_parse
 from corral.ingestion.parsing.text import decode_text
 from corral.ingestion.sources.base import DocumentTooLargeError, SourceDocument
 
+if TYPE_CHECKING:
+    from corral.ingestion.parsing.figures import OcrBlock
+    from corral.ingestion.parsing.images import StoredImage
+
 __all__ = ["ParsedDocument", "Rejected", "decode_text", "parse_document", "read_document"]
 
 _SNIFF_BYTES = 8192
 # Formats that are binary containers by nature: never sniffed, always handed to their parser.
-_CONTAINER_KINDS = frozenset({"pdf", "docx"})
+_CONTAINER_KINDS = frozenset({"pdf", "docx", "image"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,10 @@ class ParsedDocument:
 
     ``pages`` is empty for unpaged formats; for PDFs it holds the char offset in ``text`` where each
     page starts (``pages[0] == 0``), so page ``i + 1`` is ``text[pages[i]:pages[i + 1]]``.
+    ``images`` are the images the document keeps (``DocumentImage`` rows) and ``ocr`` the blocks of
+    lines of ``text`` read from them by OCR (:mod:`corral.ingestion.parsing.figures`). A step that
+    rewrites ``text`` must keep every line where it is (``ocr`` counts lines) and use
+    ``dataclasses.replace`` so these travel on.
     """
 
     text: str
@@ -39,6 +48,8 @@ class ParsedDocument:
     size_bytes: int
     title: str | None = None
     pages: tuple[int, ...] = ()
+    images: tuple[StoredImage, ...] = ()
+    ocr: tuple[OcrBlock, ...] = ()
 
     @property
     def page_count(self) -> int | None:
@@ -108,6 +119,7 @@ def parse_document(doc: SourceDocument, max_bytes: int) -> ParsedDocument | Reje
     return ParsedDocument(
         text=extracted.text, kind=kind, content_hash=digest, size_bytes=size,
         title=extracted.title or _first_heading(extracted.text, kind), pages=extracted.pages,
+        images=extracted.images, ocr=extracted.ocr,
     )
 
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from corral.core.db import DocumentStatus
 from corral.ingestion.parsing.detect import FileKind
+
+if TYPE_CHECKING:
+    from corral.ingestion.parsing.figures import OcrBlock
+    from corral.ingestion.parsing.images import StoredImage
 
 __all__ = ["Extracted", "ParseFailure", "Parser", "get_parser", "register_parser"]
 
@@ -19,12 +24,16 @@ __all__ = ["Extracted", "ParseFailure", "Parser", "get_parser", "register_parser
 @dataclass(frozen=True, slots=True)
 class Extracted:
     """A parser's output. ``text`` may use Markdown headings (HTML, DOCX, notebooks produce them) so
-    the prose chunker can follow sections; ``pages`` holds the char offset where each page starts."""
+    the prose chunker can follow sections; ``pages`` holds the char offset where each page starts.
+    ``images`` are the images kept for citations, ``ocr`` the blocks of ``text`` read from them
+    (see :mod:`corral.ingestion.parsing.figures`)."""
 
     text: str
     title: str | None = None
     pages: tuple[int, ...] = ()
     kind: FileKind | None = None  # set when parsing refined the kind (e.g. a notebook's language)
+    images: tuple[StoredImage, ...] = ()
+    ocr: tuple[OcrBlock, ...] = ()
 
 
 class ParseFailure(Exception):  # an outcome carried to the Rejected record, not a bug
@@ -61,9 +70,10 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from corral.ingestion.parsing import notebook, office, pdf, web
+    from corral.ingestion.parsing import imagefile, notebook, office, pdf, web
 
     _PARSERS.setdefault("pdf", pdf.parse_pdf)
     _PARSERS.setdefault("docx", office.parse_docx)
     _PARSERS.setdefault("notebook", notebook.parse_notebook)
     _PARSERS.setdefault("html", web.parse_html)
+    _PARSERS.setdefault("image", imagefile.parse_image)

@@ -43,9 +43,10 @@ def _chunk_ids(corpus: str) -> set[str]:
 def test_folder_is_indexed_and_bad_files_are_explained(corral_env: Path, project: Path) -> None:
     ensure_schema()
     report = ingest_in_process("proj", project)
-    assert (report.indexed, report.skipped, report.failed) == (3, 3, 1)
+    assert (report.indexed, report.skipped, report.failed) == (3, 2, 2)
     reasons = {p.path: (p.status, p.reason) for p in report.problems}
-    assert reasons["proj/logo.png"][0] == "skipped"
+    # A PNG header with nothing after it: images are read (by OCR), and this one cannot be.
+    assert reasons["proj/logo.png"][0] == "failed" and "image" in reasons["proj/logo.png"][1]
     assert reasons["proj/fake.py"] == ("skipped", "binary content (not text) is not indexed")
     assert reasons["proj/latin.txt"][0] == "failed" and "invalid UTF-8" in reasons["proj/latin.txt"][1]
     # The VCS folder is skipped as one item with its reason; nothing inside it is read.

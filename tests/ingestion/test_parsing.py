@@ -26,10 +26,11 @@ LIMIT = 1024 * 1024
 @pytest.mark.parametrize(
     ("name", "kind", "language"),
     [("a.py", "code", "python"), ("b.ts", "code", "ts"), ("README", "text", None),
-     ("notes.md", "markdown", "markdown"), ("x.txt", "text", None), ("p.png", "binary", None),
+     ("notes.md", "markdown", "markdown"), ("x.txt", "text", None), ("p.png", "image", None),
      ("Makefile", "text", None), ("data.weird", "unknown", None), ("c.tsx", "code", "tsx"),
      ("d.rst", "rst", None), ("e.HTML", "html", None), ("f.pdf", "pdf", None),
-     ("g.docx", "docx", None), ("h.ipynb", "notebook", None), ("i.doc", "binary", None)],
+     ("g.docx", "docx", None), ("h.ipynb", "notebook", None), ("i.doc", "binary", None),
+     ("j.JPEG", "image", None), ("k.ico", "binary", None)],
 )
 def test_classify_by_name(name: str, kind: str, language: str | None) -> None:
     found = classify(Path(name))
@@ -85,10 +86,10 @@ def test_empty_and_whitespace_files_are_skipped(tmp_path: Path) -> None:
 
 
 def test_known_binary_extension_is_skipped_without_sniffing(tmp_path: Path) -> None:
-    f = tmp_path / "pic.png"
-    f.write_bytes(b"\x89PNG\r\n\x1a\n")
+    f = tmp_path / "song.mp3"
+    f.write_bytes(b"ID3\x04\x00")
     got = read_document(f, LIMIT)
-    assert isinstance(got, Rejected) and got.status is DocumentStatus.SKIPPED and ".png" in got.reason
+    assert isinstance(got, Rejected) and got.status is DocumentStatus.SKIPPED and ".mp3" in got.reason
 
 
 # --- formats ----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def _zip() -> bytes:
         z.writestr("hive.md", HIVE)
         z.writestr("keeping.md", "# Keeping bees\n\nInspect the hive every week in summer.\n")
         z.writestr("latin1.txt", b"caf\xe9 au lait, cr\xe8me br\xfbl\xe9e\n" * 3)  # not UTF-8: fails
-        z.writestr("logo.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))  # binary: skipped
+        z.writestr("logo.ico", b"\x00\x00\x01\x00\x01\x00" + bytes(64))  # binary: skipped
     return buf.getvalue()
 
 
