@@ -5,7 +5,8 @@ Order of writes, and why re-running any batch at any point is harmless:
 1. the vector store: stale chunks deleted, new ones upserted by deterministic id (corpus, path,
    document content hash, ordinal);
 2. one SQL transaction: the documents, their chunks (the keyword index follows the chunk rows inside
-   this same transaction), the job items' outcomes and the job's counters.
+   this same transaction) and the images their OCR'd chunks cite, the job items' outcomes and the
+   job's counters.
 
 A crash before (2) commits leaves the items pending and SQL unchanged: the batch runs again, finds
 the same ids, and overwrites what (1) wrote. Items already finished are never redone.
@@ -29,9 +30,10 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from corral.core.db import Chunk, Document, DocumentStatus
-from corral.core.db.models import Job, JobItem
+from corral.core.db import Chunk, Corpus, Document, DocumentStatus, Workspace
+from corral.core.db.models import DocumentImage, Job, JobItem
 from corral.core.index import IndexedChunk
+from corral.core.redaction import count_redactions
 from corral.core.services import ItemState, get_job, item_counts
 from corral.core.services.jobs import heartbeat
 from corral.ingestion.chunking import Span, chunk_document
@@ -39,6 +41,7 @@ from corral.ingestion.embedding import EmbedStats, content_hash, embed_deduplica
 from corral.ingestion.parsing.read import ParsedDocument, Rejected, parse_document
 from corral.ingestion.pipeline.checkpoint import Checkpoint
 from corral.ingestion.pipeline.services import IngestServices
+from corral.ingestion.safety import clean_document
 from corral.ingestion.sources.base import DocumentTooLargeError, SourceDocument, SourceProblem
 from corral.ingestion.sources.spec import open_spec, spec_from_params
 
@@ -76,6 +79,7 @@ class _Outcome:
     parsed: ParsedDocument | None = None
     rejected: Rejected | None = None
     spans: list[Span] = field(default_factory=list)
+    redacted: list[int] = field(default_factory=list)  # credentials found in each span
 
 
 def index_batch(services: IngestServices, job_id: str, batch: int) -> BatchResult:
@@ -137,18 +141,21 @@ def _index_paths(
     source_id = params.get("source_id")
     source = open_spec(spec_from_params(params), refresh=False)
     with sf.begin() as session:
+        kept = _kept_secrets(session, corpus_id, paths)
         known_docs = {
-            d.path: (d.status, d.content_hash)
+            d.path: (d.status, d.content_hash, kept.get(d.path))
             for d in session.scalars(select(Document).where(
                 Document.corpus_id == corpus_id, Document.path.in_(paths)))
         }
+        keep = bool(session.scalar(select(Workspace.keep_secrets).join(
+            Corpus, Corpus.workspace_id == Workspace.id).where(Corpus.id == corpus_id)))
     check = Checkpoint(sf, job_id, services.checkpoint_seconds)
     if not retrying:
         outcomes: list[_Outcome] = []
         for p in paths:
             if check.cancelled():
                 break
-            outcomes.append(_read_one(services, source.open_document(p), known_docs.get(p)))
+            outcomes.append(_read_one(services, source.open_document(p), known_docs.get(p), keep))
         return _write(services, job_id, batch, corpus_id, source_id, outcomes, check,
                       unread=paths[len(outcomes):])
     total = BatchResult(last_path=paths[-1] if paths else "")
@@ -162,7 +169,8 @@ def _index_paths(
             _count_attempt(session, job_id, batch, [path])
         counted[:] = [path]
         one = _write(services, job_id, batch, corpus_id, source_id,
-                     [_read_one(services, source.open_document(path), known_docs.get(path))], check)
+                     [_read_one(services, source.open_document(path), known_docs.get(path), keep)],
+                     check)
         total.documents += one.documents
         total.chunks += one.chunks
         total.failed += one.failed
@@ -177,27 +185,57 @@ def _count_attempt(session: Session, job_id: str, batch: int, paths: list[str], 
                         .values(attempts=JobItem.attempts + by))
 
 
+def _kept_secrets(session: Session, corpus_id: int, paths: list[str]) -> dict[str, bool]:
+    """For the documents among ``paths`` whose stored text had credentials: whether they were kept
+    (the workspace kept secrets then) rather than redacted. Redacted text holds a marker for each one
+    found; kept text holds the credentials themselves."""
+    found: dict[str, int] = {path: int(n) for path, n in session.execute(
+        select(Document.path, func.sum(Chunk.redacted)).join(Chunk)
+        .where(Document.corpus_id == corpus_id, Document.path.in_(paths), Chunk.redacted > 0)
+        .group_by(Document.path))}
+    texts: dict[str, list[str]] = {}
+    if found:
+        for path, text in session.execute(
+                select(Document.path, Chunk.text).join(Chunk)
+                .where(Document.corpus_id == corpus_id, Document.path.in_(list(found)))
+                .order_by(Document.path, Chunk.ordinal)):
+            texts.setdefault(path, []).append(text)
+    return {path: count_redactions("".join(texts.get(path, []))) < n for path, n in found.items()}
+
+
+def _unchanged(known: tuple[DocumentStatus, str, bool | None] | None, content_hash: str | None,
+               keep: bool) -> bool:
+    """Whether a document indexed as ``known`` stands as it is: same content (``None``: already
+    checked) and, when it holds credentials, stored as the workspace's secrets setting says now."""
+    return (known is not None and known[0] is DocumentStatus.INDEXED
+            and (content_hash is None or known[1] == content_hash) and known[2] in (None, keep))
+
+
 def _read_one(
     services: IngestServices, item: SourceDocument | SourceProblem,
-    known: tuple[DocumentStatus, str] | None,
+    known: tuple[DocumentStatus, str, bool | None] | None, keep: bool,
 ) -> _Outcome:
     if isinstance(item, SourceProblem):
         return _Outcome(item.path, item.status.value, item.reason)
     try:
-        if known is not None and known[0] is DocumentStatus.INDEXED and _same_bytes(
+        if known is not None and _unchanged(known, None, keep) and _same_bytes(
                 item, known[1], services.max_file_bytes):
             return _Outcome(item.path, ItemState.UNCHANGED)
         parsed = parse_document(item, services.max_file_bytes)
         if isinstance(parsed, Rejected):
             return _Outcome(item.path, parsed.status.value, parsed.reason, rejected=parsed)
-        if known is not None and known == (DocumentStatus.INDEXED, parsed.content_hash):
+        if _unchanged(known, parsed.content_hash, keep):
             return _Outcome(item.path, ItemState.UNCHANGED)
+        # Credentials leave the text before it is chunked: no stored text ever holds one.
+        cleaned = clean_document(parsed, item.path, keep=keep)
+        parsed = cleaned.parsed
         spans = chunk_document(parsed, services.chunk_chars)
     except Exception as exc:  # one bad document never stops the batch
         log.exception("indexing %s failed", item.path)
         return _Outcome(item.path, ItemState.FAILED, f"internal error while indexing: {exc!r}"[
             :_MAX_ERROR_CHARS])
-    return _Outcome(item.path, ItemState.INDEXED, parsed=parsed, spans=spans)
+    return _Outcome(item.path, ItemState.INDEXED, parsed=parsed, spans=spans,
+                    redacted=cleaned.counts(spans))
 
 
 def _same_bytes(item: SourceDocument, content_hash: str, max_bytes: int) -> bool:
@@ -245,17 +283,20 @@ class _Located(Protocol):
     def parent(self) -> str | None: ...
     @property
     def page(self) -> int | None: ...
+    @property
+    def image_ref(self) -> str | None: ...
 
 
 def chunk_metadata(path: str, kind: str, chunk: _Located) -> dict[str, str | int | float | bool]:
     """What the vector store keeps beside a chunk's vector (a span being indexed, or a chunk row
-    whose vector is rebuilt): where it is, and what it is."""
+    whose vector is rebuilt): where it is, and what it is (``image_ref`` for text read by OCR)."""
     metadata: dict[str, str | int | float | bool] = {
         "path": path, "ordinal": chunk.ordinal, "start_line": chunk.start_line,
         "end_line": chunk.end_line, "kind": kind,
     }
     for name, value in (("symbol", chunk.symbol), ("symbol_kind", chunk.symbol_kind),
-                        ("parent", chunk.parent), ("page", chunk.page)):
+                        ("parent", chunk.parent), ("page", chunk.page),
+                        ("image_ref", chunk.image_ref)):
         if value is not None:
             metadata[name] = value
     return metadata
@@ -312,7 +353,7 @@ def _write(
     for o in indexed:
         assert o.parsed is not None
         chunks = rows.setdefault(o.path, [])
-        for span in o.spans:
+        for span, secrets in zip(o.spans, o.redacted, strict=True):
             cid = chunk_id(corpus_id, o.path, o.parsed.content_hash, span.ordinal)
             records.append(IndexedChunk(id=cid, text=span.text, embedding=vectors[cursor],
                                         metadata=chunk_metadata(o.path, o.parsed.kind.kind, span)))
@@ -321,7 +362,8 @@ def _write(
                 char_start=span.char_start, char_end=span.char_end, symbol=span.symbol,
                 symbol_kind=span.symbol_kind, parent=span.parent,
                 unit_start_line=span.unit_start_line, unit_end_line=span.unit_end_line,
-                page=span.page,
+                page=span.page, redacted=secrets, image_ref=span.image_ref,
+                bbox=list(span.bbox) if span.bbox is not None else None,
                 token_count=chunk_tokens[cursor], text=span.text, content_hash=hashes[cursor],
             ))
             cursor += 1
@@ -341,6 +383,9 @@ def _write(
         services.keyword.upsert(corpus_id, records)
         if docs:
             session.execute(delete(Chunk).where(Chunk.document_id.in_([d.id for d in docs.values()])))
+            # Replaced, not merged: a re-ingest stores the same refs again (unique per document).
+            session.execute(delete(DocumentImage).where(
+                DocumentImage.document_id.in_([d.id for d in docs.values()])))
         tokens = iter(doc_tokens)
         for o in touched:
             doc = docs.get(o.path)
@@ -353,6 +398,11 @@ def _write(
             else:
                 _fill_rejected(doc, o)
             doc.chunks = rows.get(o.path, [])
+            doc.images = [
+                DocumentImage(ref=im.ref, page=im.page, mime=im.mime, width=im.width,
+                              height=im.height, data=im.data)
+                for im in (o.parsed.images if o.parsed is not None else ())
+            ]
         by_outcome: dict[tuple[str, str | None], list[str]] = {}
         for o in outcomes:
             by_outcome.setdefault((o.state, o.error), []).append(o.path)
