@@ -34,6 +34,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The script's folder is first on sys.path: a bench script named like a standard module (secrets.py)
+# would shadow it for what is imported later (pydantic imports secrets).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 ROOT = Path(__file__).resolve().parents[1]
 SET = ROOT / "bench" / "data" / "injection_set.jsonl"
 
@@ -113,13 +117,14 @@ def load_set(path: Path = SET) -> list[dict[str, object]]:
 def corpus_chunks(root: Path, *, skip: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
     """(label, text) of every chunk of the text files under ``root``, split as ``corral ingest`` does."""
     from corral.ingestion.chunking import chunk_document
-    from corral.ingestion.parsing import read_document
+    from corral.ingestion.parsing import classify, read_document
     from corral.ingestion.parsing.read import ParsedDocument
 
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for path in files:
         rel = str(path.relative_to(root.parent))
-        if any(part in path.parts for part in skip) or path.suffix in (".pyc", ".so", ".exe", ".a"):
+        # Text only: images would be OCR'd (test fixtures of the stdlib), and binaries are refused.
+        if any(part in path.parts for part in skip) or classify(path).kind in ("image", "binary"):
             continue
         doc = read_document(path, 10 * 1024 * 1024)
         if not isinstance(doc, ParsedDocument):

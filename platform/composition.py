@@ -208,6 +208,6 @@ def answer(
         s = get_settings()
         return ask_agent(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
                          budget=ask_options().budget, backend=s.chat_backend, top_k=s.retrieve_top_k,
-                         workspace=workspace, run_id=run_id)
+                         workspace=workspace, run_id=run_id, guard=ask_options().guard)
     return ask(get_sessionmaker(), corpus, question, chat=get_chat(), searcher=get_searcher(),
                options=replace(ask_options(), workspace=workspace), strategy=strategy, run_id=run_id)

@@ -18,6 +18,7 @@ from corral.agents.ask.record import AskResult, Trace, new_run, refusals, save_r
 from corral.agents.backends import model_name
 from corral.agents.executor import Budget, PlanExecutor, Usage
 from corral.agents.retrieval import Searcher
+from corral.agents.safety import GuardConfig, RunScreen, guards_answers, moderate_answer
 from corral.core.db import RunState
 from corral.core.errors import InvalidInputError, ModelError
 from corral.core.services import DEFAULT_WORKSPACE
@@ -38,10 +39,13 @@ def ask_agent(
     top_k: int = 8,
     workspace: str = DEFAULT_WORKSPACE,
     run_id: str | None = None,
+    guard: GuardConfig | None = None,
 ) -> AskResult:
     """Answer ``question`` by letting ``chat`` call the read-only corpus tools, within ``budget``.
-    ``run_id``: a run created beforehand that this one fills, reporting as it goes (as ``ask``)."""
+    ``run_id``: a run created beforehand that this one fills, reporting as it goes (as ``ask``).
+    ``guard``: the guard model screening what the tools return and moderating the answer."""
     trace = Trace(Usage(budget), progress=progress_of(session_factory, run_id))
+    trace.progress.withhold_text = guards_answers(guard)  # no text before the guard passed it
     name = model_name(chat)
     with refusals(session_factory, corpus_name, question, trace, backend=backend, model=name,
                   workspace=workspace):
@@ -49,7 +53,7 @@ def ask_agent(
         with session_factory() as session:
             corpus_id = open_corpus(session, corpus_name, trace, workspace).id
             counts = line_counts(session, corpus_id)
-        tools = corpus_tools(session_factory, searcher, corpus_id, top_k)
+        tools = corpus_tools(session_factory, searcher, corpus_id, top_k, RunScreen(trace.decide, guard))
         bound = bind(chat, tools)
         if bound is None:
             raise InvalidInputError("this chat backend cannot call tools; ask without --agent")
@@ -78,6 +82,7 @@ def ask_agent(
     support = answer_support(result.answer, citations)
     trace.add("verify", support=support, flags=unverified)
     run.error = None if result.stopped == "answered" else result.steps[-1].details.get("detail")
+    run.blocked = moderate_answer(guard, question, result.answer, trace)
 
     def answered(seconds: float) -> AskResult:
         return AskResult(

@@ -29,6 +29,7 @@ from corral.agents.citations import Citation
 from corral.agents.executor import BudgetExceeded, PlanExecutor, Usage
 from corral.agents.retrieval import Searcher
 from corral.agents.routing import Strategy
+from corral.agents.safety import RunScreen, guards_answers, moderate_answer
 from corral.core.db import RunState
 from corral.core.errors import ModelError
 from corral.inference.errors import InferenceError
@@ -56,6 +57,8 @@ def ask(
     :mod:`corral.agents.ask.progress`); cancelling it raises :class:`RunCancelled` once stored."""
     opts = options or AskOptions()
     trace = Trace(Usage(opts.budget), progress=progress_of(session_factory, run_id))
+    # A moderated answer is not streamed: no text of it leaves before the guard has passed it.
+    trace.progress.withhold_text = guards_answers(opts.guard)
     name = model_name(chat)
     with refusals(session_factory, corpus_name, question, trace, backend=opts.backend, model=name,
                   workspace=opts.workspace), \
@@ -64,7 +67,8 @@ def ask(
                         forced=strategy, trace=trace)
     decision = plan.decision
     trace.progress.decision(decision.to_record())
-    tools = corpus_tools(session_factory, searcher, plan.corpus_id, opts.top_k)
+    screen = RunScreen(trace.decide, opts.guard)
+    tools = corpus_tools(session_factory, searcher, plan.corpus_id, opts.top_k, screen)
     executor = PlanExecutor(bind(chat, tools) if opts.self_route_turns else None, tools,
                             usage=trace.usage, log=trace.steps, callbacks=trace.progress.callbacks("answer"))
     run = new_run(trace, corpus_id=plan.corpus_id, question=plan.question,
@@ -72,7 +76,7 @@ def ask(
                   forced_strategy=strategy.value if strategy else None, decision=decision.to_record(),
                   backend=opts.backend, estimated_tokens=decision.estimated_tokens, model=name)
     try:
-        ans = Escalation(session_factory, plan, chat, trace, executor).answer()
+        ans = Escalation(session_factory, plan, chat, trace, executor, screen).answer()
     except RunCancelled as exc:
         run.error = str(exc)
         save_run(session_factory, run, trace, state=RunState.CANCELLED, error_type="cancelled")
@@ -91,6 +95,7 @@ def ask(
     trace.add("verify", support=support, cited=sum(c.support == "cited" for c in citations),
               unsupported=sum(c.support == "unsupported" for c in citations),
               read=sum(c.support == "read" for c in citations), flags=unverified)
+    run.blocked = moderate_answer(opts.guard, plan.question, ans.text, trace)
 
     def result(seconds: float) -> AskResult:
         return AskResult(

@@ -7,19 +7,22 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral.agents.ask import generate as gen
 from corral.agents.ask.fit import fit_passages
+from corral.agents.ask.images import choose_images, images_wanted, with_images
 from corral.agents.ask.plan import Plan, evidence_spans
 from corral.agents.ask.read import Read, read_passages
 from corral.agents.ask.record import Trace
-from corral.agents.backends import context_window
+from corral.agents.backends import EngineChatModel, context_window
 from corral.agents.executor import BudgetExceeded, ExecutionResult, PlanExecutor
 from corral.agents.retrieval import Passage
 from corral.agents.routing import Strategy
+from corral.agents.safety import RunScreen
 from corral.inference.errors import InferenceError
 
 __all__ = ["AGENT", "Answer", "Escalation"]
@@ -41,8 +44,9 @@ class Escalation:
     """One routed run's reading and answering, along the plan's chain."""
 
     def __init__(self, session_factory: sessionmaker[Session], plan: Plan, chat: BaseChatModel,
-                 trace: Trace, executor: PlanExecutor) -> None:
+                 trace: Trace, executor: PlanExecutor, screen: RunScreen | None = None) -> None:
         self._sf = session_factory
+        self._screen = screen
         self._plan = plan
         self._chat = chat
         self._trace = trace
@@ -84,9 +88,10 @@ class Escalation:
             planned = plan.reads(session, strategy)
         self._ex.turn("router", strategy=strategy.value, reads=len(planned),
                       tokens=sum(p.tokens for p in planned))
-        read = self._noted(read_passages(self._ex, planned, plan.line_counts))
-        passages, messages = self._fit(read, lambda ps: gen.answer_messages(ps, plan.question),
-                                       strategy.value)
+        read = self._noted(read_passages(self._ex, planned, plan.line_counts, screen=self._screen))
+        passages, messages, room = self._fit(read, lambda ps: gen.answer_messages(ps, plan.question),
+                                             strategy.value)
+        messages = self._with_images(messages, passages, strategy.value, room)
         text = self._point(messages, self._generate(messages, passages, strategy.value), passages)
         evidence = list(passages) if strategy is Strategy.RETRIEVE else evidence_spans(plan.ranked, passages)
         return Answer(text, passages, evidence, strategy.value)
@@ -103,8 +108,10 @@ class Escalation:
         notes: list[str] = []
         read: list[Passage] = []
         for part in parts:
-            got = self._noted(read_passages(self._ex, part, plan.line_counts, first_number=len(read) + 1))
-            got, messages = self._fit(got, lambda ps: gen.map_messages(ps, plan.question), "map")
+            got = self._noted(read_passages(self._ex, part, plan.line_counts, first_number=len(read) + 1,
+                                             screen=self._screen))
+            got, messages, room = self._fit(got, lambda ps: gen.map_messages(ps, plan.question), "map")
+            messages = self._with_images(messages, got, "map", room)
             read += got
             note = self._generate(messages, got, "map")
             if not gen.says_unanswerable(note):
@@ -145,22 +152,49 @@ class Escalation:
         for label, flags in read.flags.items():
             self._trace.flags.append(f"{label}: possible prompt injection ({', '.join(flags)}), defanged")
             self._trace.add("screen", label=label, flags=flags)
-            self._trace.decide("screened", label, f"possible prompt injection ({', '.join(flags)})")
+            self._trace.decide("screened", label, f"possible prompt injection ({', '.join(flags)})")  # once
         return read.passages
 
     def _fit(self, passages: list[Passage], build: Callable[[Sequence[Passage]], list[dict[str, str]]],
-             label: str) -> tuple[list[Passage], list[dict[str, str]]]:
+             label: str) -> tuple[list[Passage], list[dict[str, str]], int]:
         """The passages and messages trimmed to what the window holds beside the answer, measured as
-        the model will see them; a trim is recorded on the run (what was left out, and why)."""
-        limit = context_window(self._chat) - self._plan.options.max_new_tokens
+        the model will see them, and the tokens of the window left over; a trim is recorded on the run
+        (what was left out, and why)."""
+        o = self._plan.options
+        room = context_window(self._chat) - o.max_new_tokens
+        # Images sent beside OCR'd passages need room too: as many as may go keep theirs, but never
+        # more than a quarter of the window (the text read is the answer's ground; images add to it).
+        images = images_wanted(passages, o.vision_max_images) if self._vision else 0
+        limit = room - min(images * o.vision_image_tokens, room // 4)
         fitted = fit_passages(self._chat, passages, build, limit)
         if fitted.trimmed:
             self._trace.add("trim", strategy=label, prompt_tokens=fitted.tokens, limit=limit,
                             planned_tokens=fitted.planned_tokens, dropped=fitted.dropped, cut=fitted.cut,
                             why="the rendered prompt did not fit the window beside the answer")
-        return fitted.passages, fitted.messages
+        return fitted.passages, fitted.messages, room - fitted.tokens
 
-    def _point(self, messages: list[dict[str, str]], text: str, passages: Sequence[Passage]) -> str:
+    @property
+    def _vision(self) -> bool:
+        """Whether images go with OCR'd passages: declared for a remote backend, never the engine."""
+        return self._plan.options.vision and not isinstance(self._chat, EngineChatModel)
+
+    def _with_images(self, messages: list[dict[str, Any]], passages: Sequence[Passage], label: str,
+                     room: int) -> list[dict[str, Any]]:
+        """``messages`` with the stored images of the OCR'd ``passages`` beside the question, for a
+        vision backend: within the caps, and as many as the ``room`` left in the window holds;
+        recorded on the run as an ``images`` step."""
+        if not self._vision or not any(p.image_ref is not None for p in passages):
+            return messages
+        o = self._plan.options
+        fit = max(room, 0) // o.vision_image_tokens if o.vision_image_tokens else o.vision_max_images
+        with self._sf() as session:
+            chosen = choose_images(session, self._plan.corpus_id, passages,
+                                   max_images=min(o.vision_max_images, fit), max_bytes=o.vision_max_bytes)
+        self._trace.add("images", strategy=label, sent=len(chosen.pictures), bytes=chosen.bytes, room=room,
+                        refs=[f"{p.path}#{p.ref}" for p in chosen.pictures], left_out=chosen.left_out[:20])
+        return with_images(messages, chosen.pictures)
+
+    def _point(self, messages: list[dict[str, Any]], text: str, passages: Sequence[Passage]) -> str:
         """``text``, with the sources the model points at appended as ``[n]`` when it cited none: small
         models answer right and forget the format. Asked after the fact (one short call over the
         cached prompt); what they point at is still checked against the claim like any citation."""
@@ -175,7 +209,7 @@ class Escalation:
         self._trace.add("point", numbers=numbers, reply=reply[:80])
         return f"{text} {''.join(f'[{n}]' for n in numbers)}" if numbers else text
 
-    def _generate(self, messages: list[dict[str, str]], passages: Sequence[Passage], label: str,
+    def _generate(self, messages: list[dict[str, Any]], passages: Sequence[Passage], label: str,
                   *, max_new: int | None = None) -> str:
         trace = self._trace
         max_new = max_new or self._plan.options.max_new_tokens

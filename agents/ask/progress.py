@@ -43,6 +43,9 @@ class Progress:
     """Where a run reports as it goes; this one reports nowhere (a synchronous ask)."""
 
     run_id: str | None = None
+    # True while the answer awaits the output guard: its text is not reported (the final event says
+    # what may be shown), though tokens still count towards the cancel checks.
+    withhold_text: bool = False
 
     def step(self, step: Step) -> None:
         """A step was recorded (its details may still be completed until the next one)."""
@@ -117,7 +120,8 @@ class RunEvents(Progress):
         with self._lock:
             events = self._held() if call != self._call and self._text else []
             self._call = call
-            self._text.append(text)
+            if not self.withhold_text:
+                self._text.append(text)
             self._tokens += 1
             first = not self._started_text
             due = (first or self._tokens >= self._check_tokens

@@ -13,7 +13,7 @@ send more than was planned (1.45x on long prose) and overflow the window.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -22,8 +22,9 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from sqlalchemy.orm import Session, sessionmaker
 
-from corral.agents.executor import PlanExecutor, screen
+from corral.agents.executor import PlanExecutor
 from corral.agents.retrieval import Passage, Searcher
+from corral.agents.safety import RunScreen
 from corral.agents.tools import CorpusReader, build_tools
 from corral.agents.tools.corpus import MAX_SPAN_LINES
 
@@ -31,15 +32,16 @@ __all__ = ["Read", "bind", "corpus_tools", "read_passages"]
 
 
 def corpus_tools(session_factory: sessionmaker[Session], searcher: Searcher, corpus_id: int,
-                 top_k: int) -> list[BaseTool]:
-    """The read-only corpus tools over one corpus; ``search`` returns at most ``top_k`` passages."""
+                 top_k: int, screen: RunScreen | None = None) -> list[BaseTool]:
+    """The read-only corpus tools over one corpus; ``search`` returns at most ``top_k`` passages.
+    ``screen``: the run's injection screen (default: the pattern stage, recording nothing)."""
 
     def search(query: str, k: int) -> Sequence[tuple[str, int, int, str]]:
         with session_factory() as s:
             return [(r.chunk.document.path, r.chunk.start_line, r.chunk.end_line, r.chunk.text)
                     for r in searcher.search(s, corpus_id, query, min(k, top_k))]
 
-    return build_tools(CorpusReader(session_factory, corpus_id), search)
+    return build_tools(CorpusReader(session_factory, corpus_id), search, screen)
 
 
 def bind(chat: BaseChatModel, tools: Sequence[BaseTool]) -> Runnable[LanguageModelInput, BaseMessage] | None:
@@ -59,24 +61,32 @@ class Read:
 
 
 def read_passages(executor: PlanExecutor, planned: Sequence[Passage], line_counts: Mapping[str, int],
-                  *, first_number: int = 1) -> Read:
+                  *, first_number: int = 1, screen: RunScreen | None = None) -> Read:
     """Read ``planned`` through the executor (inside a turn the caller opened); numbered from
-    ``first_number``. Raises ``BudgetExceeded`` when the wall time runs out between calls."""
+    ``first_number``. Raises ``BudgetExceeded`` when the wall time runs out between calls. ``screen``
+    is the run's, the tools' own: the tools' reads are screened by its patterns, and what is sent by
+    all of it (a guard model is asked once, about the text the model will read)."""
+    guard = screen or RunScreen()
     out = Read()
     for p in planned:
         lines = line_counts.get(p.path, 0)
-        if p.start_line == 1 and lines and p.end_line >= lines:
-            got = _read_whole(executor, p.path, lines)
-        else:
-            got = _read_lines(executor, p.path, p.start_line, p.end_line)
+        with guard.patterns_only():
+            if p.start_line == 1 and lines and p.end_line >= lines:
+                got = _read_whole(executor, p.path, lines)
+            else:
+                got = _read_lines(executor, p.path, p.start_line, p.end_line)
         if got is None:
             continue
         text, end, flags = got
+        label = f"{p.path}:{p.start_line}-{max(end, p.start_line)}"
         if p.text:  # what was planned is what is sent (see the module's docstring)
-            shown = screen(p.text)
+            shown = guard.screen(p.text, f"{p.path}:{p.start_line}-{p.end_line}")
             text, end, flags = shown.text, p.end_line, list(shown.flags)
-        passage = Passage(first_number + len(out.passages), p.path, p.start_line, max(end, p.start_line),
-                          text, p.tokens, p.score, p.page)
+        elif not flags:  # the tools' patterns passed it: the guard stage has not seen it yet
+            shown = guard.screen(text, label)
+            text, flags = shown.text, list(shown.flags)
+        passage = replace(p, number=first_number + len(out.passages), end_line=max(end, p.start_line),
+                          text=text)
         out.passages.append(passage)
         if flags:
             out.flags[passage.label] = flags

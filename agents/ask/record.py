@@ -3,6 +3,7 @@ stored whether the run answered, failed or was refused before reading."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -51,9 +52,17 @@ class AskResult:
     safety: list[dict[str, Any]] = field(default_factory=list)
     blocked: str | None = None
 
+    def __post_init__(self) -> None:
+        # A blocked answer leaves the run through no door: only Run.answer keeps it, for admins.
+        if self.blocked:
+            self.answer = ""
+
     def to_dict(self) -> dict[str, Any]:
+        """The result as the ``final`` event and the API carry it (a blocked answer is null)."""
         data = asdict(self)
         data["citations"] = [c.to_dict() for c in self.citations]
+        if self.blocked:
+            data["answer"] = None
         return data
 
 
@@ -82,6 +91,15 @@ class Trace:
         if not any(d["kind"] == kind and d["source"] == source for d in self.safety):
             self.safety.append({"kind": kind, "source": source, "detail": detail})
 
+    def note_redactions(self) -> None:
+        """A ``redacted`` decision for each tool read whose text held credentials redacted at ingest
+        (the executor counts their markers on its tool steps)."""
+        for step in self.steps:
+            n = step.details.get("redacted") if step.kind == "tool" else None
+            if n:
+                self.decide("redacted", _read_source(step.details),
+                            f"{n} credential(s) redacted at ingest")
+
     def records(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.steps]
 
@@ -92,6 +110,15 @@ class Trace:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+def _read_source(details: dict[str, Any]) -> str:
+    """What a tool step read, as a decision names it: ``path:start-end``, a path, or the tool."""
+    args = details.get("args") if isinstance(details.get("args"), dict) else {}
+    path = str(args.get("path") or "")[:300]
+    if path and "start_line" in args:
+        return f"{path}:{args.get('start_line')}-{args.get('end_line')}"
+    return path or f"{details.get('name', 'tool')} {json.dumps(args, sort_keys=True, default=str)[:200]}"
 
 
 class _Reported(list[Step]):
@@ -121,6 +148,7 @@ def save_run(session_factory: sessionmaker[Session], run: Run, trace: Trace, *,
     ``final`` event carries it). Returns the seconds taken."""
     seconds = round(trace.usage.seconds, 3)
     run.duration_ms = seconds * 1000
+    trace.note_redactions()
     run.steps = trace.records()
     run.safety = list(trace.safety)
     run.prompt_tokens, run.completion_tokens = trace.prompt_tokens, trace.completion_tokens

@@ -29,9 +29,10 @@ _OBJECT = (r"(?:instructions?|prompts?|rules?|directions?|guidelines?|orders?|as
            r"context|messages?|commands?|programming|policy|policies)")
 _QUALIFIER = r"(?:previous|prior|above|earlier|preceding|original|initial|system|safety|operator'?s?|old)"
 _FILLER = r"(?:(?:all|any|the|your|of|these|those|my|every)\W+)*"
-_SECRETS = (r"(?:system\s+prompt|(?:your|the)\s+(?:\w+\s+){0,2}(?:instructions|prompt|rules|configuration)|"
-           r"hidden\s+instructions?|(?:the\s+|your\s+|any\s+)?(?:admin\s+|secret\s+|hidden\s+)?"
-           r"(?:passwords?|api[_ -]?keys?|credentials|private\s+keys?|\.env\s+file|id_rsa))")
+_SECRETS = (r"(?:system\s+prompt|your\s+(?:\w+\s+){0,2}(?:instructions|prompt|rules|configuration)|"
+            r"the\s+(?:system|hidden|initial|original|secret)\s+(?:instructions|prompt|rules)|"
+            r"hidden\s+instructions?|(?:the|your|any|my)\s+(?:admin\s+|secret\s+|hidden\s+)?"
+            r"(?:passwords?|api[_ -]?keys?|credentials|private\s+keys?)|\.env\s+file|id_rsa)")
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(rx, re.IGNORECASE))
@@ -60,17 +61,17 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
          r"\W+(?:now\W+)?(?:act|behave|pretend|role-?play)\b"
          r"|\bpretend\W+(?:that\W+)?you\W+are\b|\bpretend\W+to\W+be\W+(?:my|an?\W+(?:unrestricted|unfiltered|"
          r"evil|jailbroken|new))\b"
-         r"|\b(?:do\W+anything\W+now|developer\W+mode|dan\W+mode|jailbreak\W+mode|god\W+mode)\b"
-         r"|\b(?:no|without)\W+(?:any\W+)?(?:content\W+)?(?:filters|restrictions|limits|content\W+policy|"
-         r"censorship)\b(?=.{0,40}$)"),
+         r"|\b(?:do\W+anything\W+now|dan\W+mode|jailbreak\W+mode|god\W+mode)\b"
+         r"|\b(?:answer|respond|reply|ai|assistant|you)\b.{0,40}\b(?:no|without)\W+(?:any\W+)?(?:content\W+)?"
+         r"(?:filters|restrictions|limits|content\W+policy|censorship)\b"),
         ("reveal",
          r"(?<!not )(?<!n't )(?<!never )\b(?:reveal|print|show|repeat|leak|output|tell\W+me|spell|"
          r"give\W+me|read\W+me|display|dump|disclose|(?:reply|respond|answer)\W+with)\b.{0,30}?"
          rf"\b{_SECRETS}\b"),
         ("chat-markup",
-         r"<\|?(?:im_start|im_end|system|assistant|user|eot_id|eot|start_header_id|end_header_id|"
-         r"header_start|header_end|begin_of_text|endoftext)\|?>"
-         r"|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|\[system\]\(#"
+         r"<\|(?:im_start|im_end|system|assistant|user|eot_id|eot|start_header_id|end_header_id|"
+         r"header_start|header_end|begin_of_text|endoftext)\|>"
+         r"|(?-i:\[/?INST\]|<</?SYS>>)|<(?:start|end)_of_turn>|\[system\]\(#"
          r"|</?(?:important|system|instructions?)>"
          r"|^\s*(?-i:System|SYSTEM|Assistant|ASSISTANT|Human|HUMAN)\s*:\s*\S"
          r"|^\s*#{2,}\s*(?:system|instructions?)\s*(?:prompt)?\s*$"),
@@ -90,7 +91,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
          rf"|\b{_MODEL}\W+instructions?\s*:"
          r"|\b(?:your|my)\W+(?:new|updated|real|true|actual)\W+(?:instructions?|task|objective|goal|rules|"
          r"system\W+prompt)\b"
-         r"|\bnew\W+(?:instructions?|task)\s*[:.!]"
+         r"|(?:^|[.!:]\s+)(?:your\W+)?new\W+(?:instructions?|task)\s*[:.!]"
          r"|\b(?:do\W+not|don't|never|without)\W+(?:tell|telling|inform|informing|alert|notify)\W+the\W+user\b"
          r"|\b(?:do\W+not|don't|never)\W+mention\W+(?:this|that|it)\b(?:\W+(?:instruction|message)\b|"
          r"\W+to\W+the\W+user\b|\s*[.!])"
@@ -116,7 +117,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
          r"|\b(?:key|password|secret|credentials|conversation|history)\b.{0,40}\b(?:posted|sent|uploaded|"
          r"forwarded)\W+to\b.{0,20}https?://"
          r"|!\[[^\]]*\]\(https?://[^)\s]*[?&][^)\s=]*=(?:\{|\[|[A-Z_]{3,}|\$)"
-         r"|https?://\S+[?&]\w+=(?:\s|$|[\"')])"),
+         r"|\b(?:send|sends|append|include|visit|open|link|add|put|fetch|load)\b.{0,60}https?://\S+[?&]\w+="
+         r"(?:\s|$|[\"')])"),
     )
 )
 _MARKUP = {"chat-markup", "tool-call"}  # patterns that skip inline code

@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from corral.agents.executor.screening import screen
+from corral.agents.safety import InjectionScreen, RunScreen
 from corral.agents.tools.corpus import MAX_LINE_CHARS, MAX_PATTERN_CHARS, MAX_SPAN_LINES, CorpusReader, Line
 from corral.core.errors import CorralError
 
@@ -81,7 +81,8 @@ def _spans(lines: Sequence[Line]) -> list[Span]:
     return spans
 
 
-def _safe(fn: Callable[..., tuple[str, list[Span]]], *, reads: bool) -> Callable[..., tuple[str, list[Span]]]:
+def _safe(fn: Callable[..., tuple[str, list[Span]]], *, name: str, reads: bool,
+          screen: InjectionScreen) -> Callable[..., tuple[str, list[Span]]]:
     """Our errors become ToolExceptions (shown to the model); output is screened before it is read
     (a read's spans were screened as they were read: their flags say what was found)."""
 
@@ -93,7 +94,7 @@ def _safe(fn: Callable[..., tuple[str, list[Span]]], *, reads: bool) -> Callable
         if reads:
             flags = list(dict.fromkeys(f for sp in spans for f in sp.get("flags", ())))
         else:
-            s = screen(text)
+            s = screen.screen(text, name)
             text, flags = s.text, list(s.flags)
         if flags:
             text = f"[screened: possible prompt injection ({', '.join(flags)})]\n{text}"
@@ -102,18 +103,22 @@ def _safe(fn: Callable[..., tuple[str, list[Span]]], *, reads: bool) -> Callable
     return run
 
 
-def _tool(name: str, description: str, schema: type[BaseModel],
-          fn: Callable[..., tuple[str, list[Span]]], *, reads: bool = False) -> BaseTool:
+def _tool(name: str, description: str, schema: type[BaseModel], fn: Callable[..., tuple[str, list[Span]]],
+          screen: InjectionScreen, *, reads: bool = False) -> BaseTool:
     return StructuredTool.from_function(
-        func=_safe(fn, reads=reads), name=name, description=description, args_schema=schema,
+        func=_safe(fn, name=name, reads=reads, screen=screen), name=name, description=description,
+        args_schema=schema,
         response_format="content_and_artifact", handle_tool_error=True,
         handle_validation_error=True,
     )
 
 
-def build_tools(reader: CorpusReader, search: SearchFn | None = None) -> list[BaseTool]:
+def build_tools(reader: CorpusReader, search: SearchFn | None = None,
+                screen: InjectionScreen | None = None) -> list[BaseTool]:
     """The corpus tools for one run: search (when ``search`` is given), list_documents, read_document,
-    read_span, grep, find_symbol, outline and references."""
+    read_span, grep, find_symbol, outline and references. ``screen``: the run's injection screen
+    (default: the pattern stage, recording nothing)."""
+    guard: InjectionScreen = screen or RunScreen()
 
     def do_search(query: str, k: int = 5) -> tuple[str, list[Span]]:
         assert search is not None
@@ -135,7 +140,8 @@ def build_tools(reader: CorpusReader, search: SearchFn | None = None) -> list[Ba
         spans = _spans(lines)
         shown: list[Line] = []
         for sp in spans:
-            s = screen(reader.span_text(sp["path"], sp["start_line"], sp["end_line"]))
+            s = guard.screen(reader.span_text(sp["path"], sp["start_line"], sp["end_line"]),
+                             f"{sp['path']}:{sp['start_line']}-{sp['end_line']}")
             sp["text"] = s.text
             if s.flags:
                 sp["flags"] = list(s.flags)
@@ -180,18 +186,19 @@ def build_tools(reader: CorpusReader, search: SearchFn | None = None) -> list[Ba
 
     tools = [
         _tool("list_documents", "List the corpus's documents (path, kind, size).", ListDocumentsArgs,
-              list_documents),
+              list_documents, guard),
         _tool("read_document", "Read a whole document with line numbers.", ReadDocumentArgs,
-              read_document, reads=True),
+              read_document, guard, reads=True),
         _tool("read_span", "Read lines start_line..end_line of a document.", ReadSpanArgs, read_span,
-              reads=True),
-        _tool("grep", "Find lines matching a regular expression, across documents.", GrepArgs, grep),
+              guard, reads=True),
+        _tool("grep", "Find lines matching a regular expression, across documents.", GrepArgs, grep, guard),
         _tool("find_symbol", "Find where a function, class or method is defined.", SymbolArgs,
-              find_symbol),
-        _tool("outline", "List the definitions in a code document.", OutlineArgs, outline),
-        _tool("references", "Find the lines that use a name (callers, imports).", SymbolArgs, references),
+              find_symbol, guard),
+        _tool("outline", "List the definitions in a code document.", OutlineArgs, outline, guard),
+        _tool("references", "Find the lines that use a name (callers, imports).", SymbolArgs, references,
+              guard),
     ]
     if search is not None:
         tools.insert(0, _tool("search", "Search the corpus for passages about a topic.", SearchArgs,
-                              do_search))
+                              do_search, guard))
     return tools

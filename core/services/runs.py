@@ -190,7 +190,8 @@ def finish_run(session: Session, run: Run, state: RunState, *, error: str | None
     if corpus is not None:
         enqueue_event(session, corpus.workspace_id, "run.finished", {"run": {
             "id": run.id, "state": state.value, "corpus": corpus.name, "question": run.question[:1000],
-            "strategy": run.strategy or None, "answer": run.answer[:4000] if run.answer else None,
+            "strategy": run.strategy or None,
+            "answer": run.answer[:4000] if run.answer and not run.blocked else None, "blocked": run.blocked,
             "error": run.error[:1000] if run.error else None, "prompt_tokens": run.prompt_tokens,
             "completion_tokens": run.completion_tokens, "finished_at": now.isoformat(),
             "url": f"/v1/runs/{run.id}",

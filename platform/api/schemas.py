@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import quote
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
@@ -122,13 +123,46 @@ class CitationOut(BaseModel):
     support: Literal["cited", "read", "unsupported"] = Field(
         default="read", description="cited: the model pointed at it and it holds the claim; read: in the "
         "model's context, not pointed at; unsupported: pointed at, but it does not hold the claim")
+    page: int | None = None
+    display: str | None = Field(default=None, description="How people name the source: the label, or "
+                                "for OCR'd text its image, e.g. 'report.pdf p.4 (figure)'")
+    image_ref: str | None = Field(default=None, description="OCR'd text: the document's image it was "
+                                  "read from")
+    bbox: list[int] | None = Field(default=None, description="[x0, y0, x1, y1] around the text, in the "
+                                   "pixels of that image")
+    figure: bool = False
+    image_url: str | None = Field(default=None, description="GET it (with the same key) for the image")
+
+
+def image_url(corpus: str, path: str, ref: str) -> str:
+    """The API's URL of image ``ref`` of the document at ``path``
+    (``GET /v1/corpora/{name}/documents/{path}/images/{ref}``)."""
+    return (f"/v1/corpora/{quote(corpus, safe='')}/documents/{quote(path, safe='/')}/images/"
+            f"{quote(ref, safe='')}")
+
+
+def _with_image_urls(corpus: str, citations: list[CitationOut]) -> None:
+    """Each OCR'd citation gets the API's URL of its image."""
+    for c in citations:
+        if c.image_ref is not None and c.image_url is None:
+            c.image_url = image_url(corpus, c.path, c.image_ref)
+
+
+class SafetyDecisionOut(BaseModel):
+    kind: Literal["redacted", "screened", "blocked"] = Field(
+        description="redacted: credentials were removed from a source at ingest; screened: a source or "
+        "tool output looked like a prompt injection and was defanged (or the guard model could not "
+        "check it); blocked: the output guard withheld the answer")
+    source: str = Field(description="What it concerned: a passage (path:start-end), a tool, the guard "
+                        "or the answer")
+    detail: str
 
 
 class AskResponse(BaseModel):
     run_id: str
     corpus: str
     question: str
-    answer: str
+    answer: str | None = Field(description="The answer; null when the output guard blocked it")
     strategy: str
     reason: str
     model: str
@@ -144,6 +178,14 @@ class AskResponse(BaseModel):
     support: Literal["supported", "partly-supported", "unsupported", "not-found"] = Field(
         description="What the answer rests on: every source it points at holds its claim, some do, none "
         "does, or it says the sources do not hold the answer")
+    blocked: str | None = Field(default=None, description="Why the output guard withheld the answer")
+    safety: list[SafetyDecisionOut] = Field(default_factory=list,
+                                            description="Every safety decision the run made")
+
+    @model_validator(mode="after")
+    def _image_urls(self) -> AskResponse:
+        _with_image_urls(self.corpus, self.citations)
+        return self
 
 
 class CorpusOut(BaseModel):
@@ -184,8 +226,15 @@ class WorkspaceCreate(BaseModel):
 
 
 class WorkspaceUpdate(BaseModel):
+    """Only the fields given change."""
+
     monthly_token_budget: int | None = Field(default=None, ge=0, le=MAX_TOKEN_BUDGET, strict=True,
                                              description="Tokens per calendar month; null: no cap")
+    keep_secrets: bool | None = Field(
+        default=None, strict=True,
+        description="Keep credentials found at ingest in the stored text (true) or redact them (false, "
+                    "the default). Applies to documents ingested from now on: ingest again to apply "
+                    "it to the rest.")
 
 
 class WorkspaceOut(BaseModel):
@@ -193,6 +242,7 @@ class WorkspaceOut(BaseModel):
     created_at: Timestamp
     monthly_token_budget: int | None
     tokens_this_month: int
+    keep_secrets: bool = Field(description="Whether credentials found at ingest are kept, not redacted")
 
 
 class WorkspaceCreated(WorkspaceOut):
@@ -219,7 +269,9 @@ class RunSummary(BaseModel):
     strategy: str | None = Field(description="The strategy that answered (null until decided)")
     forced_strategy: str | None
     model: str | None
-    answer: str | None
+    answer: str | None = Field(description="The answer; null until there is one, or when the output "
+                               "guard blocked it")
+    blocked: str | None = Field(default=None, description="Why the output guard withheld the answer")
     error: str | None
     prompt_tokens: int
     completion_tokens: int
@@ -237,8 +289,16 @@ class RunOut(RunSummary):
     steps: list[dict[str, Any]] = Field(description="Each step with its tokens and milliseconds")
     citations: list[CitationOut]
     params: dict[str, Any] = Field(description="What was asked for: strategy, agent")
+    safety: list[SafetyDecisionOut] = Field(default_factory=list, description="Every safety decision "
+                                            "the run made: credentials redacted, sources screened, the "
+                                            "answer blocked")
     support: Literal["supported", "partly-supported", "unsupported", "not-found"] | None = Field(
         default=None, description="What the answer rests on (see AskResponse); null until it has one")
+
+    @model_validator(mode="after")
+    def _image_urls(self) -> RunOut:
+        _with_image_urls(self.corpus, self.citations)
+        return self
 
 
 class FeedbackRequest(BaseModel):

@@ -132,7 +132,8 @@ def sources(citations: Sequence[Mapping[str, Any]], corpus: str, public_url: str
     lines = []
     for c in shown[:MAX_SOURCES]:
         path, start, end = str(c.get("path", "")), int(c.get("start_line") or 0), int(c.get("end_line") or 0)
-        label = escape(f"{path}:{start}-{end}" if start else path)
+        # What people read: an OCR'd source is named by its image ("report.pdf p.4 (figure)").
+        label = escape(str(c.get("display") or (f"{path}:{start}-{end}" if start else path)))
         if not c.get("verified", True) or start <= 0:
             note = escape(str(c.get("note") or "not found in the corpus"))
             lines.append(f"• :warning: `{label}` — {note}")
@@ -185,7 +186,10 @@ def answer_messages(result: Mapping[str, Any], *, corpus: str, public_url: str |
     an answer only its asker sees). Each message's ``text`` is the escaped answer, for notifications
     and for reading the thread back as conversation context."""
     run_id = str(result.get("run_id") or "")
-    body = answer_mrkdwn(str(result.get("answer") or "")) or "_(the model gave an empty answer)_"
+    if result.get("blocked"):  # the final event carries no answer text then: say why, show nothing
+        body = f":no_entry: The answer was withheld by the guard: {escape(str(result['blocked']))}"
+    else:
+        body = answer_mrkdwn(str(result.get("answer") or "")) or "_(the model gave an empty answer)_"
     sections = split_text(body)
     groups = [sections[i:i + MESSAGE_SECTIONS] for i in range(0, len(sections), MESSAGE_SECTIONS)]
     messages: list[Message] = []

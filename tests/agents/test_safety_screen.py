@@ -29,7 +29,7 @@ def test_the_labelled_set_has_enough_published_injections_and_risky_benign_text(
 
 
 def test_the_patterns_catch_the_published_injections_the_baseline_missed() -> None:
-    # Measured (bench/RESULTS.md): 63 of 64; the patterns before this set caught 21.
+    # Measured (bench/RESULTS.md): 63 of 64; the patterns before this set caught 19.
     caught, total = _flagged("injection")
     assert caught >= 62, f"recall fell to {caught}/{total}"
 
@@ -41,10 +41,10 @@ def test_the_patterns_keep_quiet_on_risky_looking_benign_text() -> None:
 
 
 def test_held_out_injections_show_what_patterns_alone_miss() -> None:
-    # Written after the patterns were tuned and never tuned against: the honest figure (4 of 16), and
-    # the reason a guard model is the second stage.
+    # Written after the patterns were tuned and never tuned against: the honest figure (5 of 16), and
+    # the reason a guard model is the second stage (the patterns before this set: 0 of 16).
     caught, total = _flagged("injection", holdout=True)
-    assert total == 16 and caught >= 4
+    assert total == 16 and caught >= 5
 
 
 def test_the_projects_own_readme_is_not_flagged() -> None:

@@ -164,3 +164,23 @@ def test_an_embedded_preset_caps_map_reduce_calls(corral_env: Path, monkeypatch:
     assert Settings(map_reduce_max_calls=2).map_calls() == 2
     assert Settings(chat_backend="openai", openai_base_url="http://x/v1", openai_model="m",
                     chat_context_window=4096).map_calls() == 16
+
+
+def test_the_guard_names_what_it_is_missing(corral_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_GUARD_ANSWERS", "true")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError, match="CORRAL_GUARD_ANSWERS needs CORRAL_GUARD_URL"):
+        get_settings()
+    monkeypatch.setenv("CORRAL_GUARD_URL", "http://guard:8000/v1")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError, match="CORRAL_GUARD_URL needs CORRAL_GUARD_MODEL"):
+        get_settings()
+    monkeypatch.setenv("CORRAL_GUARD_MODEL", "meta-llama/Llama-Guard-3-1B")
+    monkeypatch.setenv("CORRAL_GUARD_ON_ERROR", "closed")
+    get_settings.cache_clear()
+    s = get_settings()
+    assert s.guard_answers and s.guard_screen and s.guard_on_error == "closed" and s.guard_max_calls == 32
+    monkeypatch.setenv("CORRAL_GUARD_ON_ERROR", "maybe")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError, match="guard_on_error"):
+        get_settings()

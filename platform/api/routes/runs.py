@@ -44,7 +44,8 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 def _summary(r: Run, corpus: str) -> dict[str, Any]:
     return dict(
         id=r.id, corpus=corpus, question=r.question, state=r.state.value, strategy=r.strategy or None,
-        forced_strategy=r.forced_strategy, model=r.model or None, answer=r.answer, error=r.error,
+        forced_strategy=r.forced_strategy, model=r.model or None,
+        answer=None if r.blocked else r.answer, blocked=r.blocked, error=r.error,
         prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
         estimated_tokens=r.estimated_tokens, cancel_requested=r.cancel_requested,
         created_at=r.created_at, started_at=r.started_at, finished_at=r.finished_at,
@@ -88,6 +89,7 @@ def run(run_id: str, caller: ReadCaller, session: SessionDep) -> RunOut:
     r = get_run(session, run_id, workspace_id=caller.workspace_id)
     return RunOut(**_summary(r, _corpus(session, r)), reason=r.strategy_reason or None,
                   decision=r.decision, steps=r.steps, citations=r.citations, params=r.params,
+                  safety=r.safety or [],
                   support=answer_support(r.answer, r.citations) if r.answer is not None else None)
 
 

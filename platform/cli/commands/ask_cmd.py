@@ -51,15 +51,24 @@ SUPPORT_TEXT = {
 
 def print_answer(r: AskResult, *, verbose: bool = False) -> None:
     console.print(f"[bold]Q:[/] {r.question}", highlight=False)
-    console.print(f"[bold]A:[/] {r.answer}", highlight=False)
+    if r.blocked:
+        console.print(Text(f"Blocked: {r.blocked}", style="bold red"), highlight=False)
+    else:
+        console.print(f"[bold]A:[/] {r.answer}", highlight=False)
     console.print(f"[bold]Support:[/] {SUPPORT_TEXT.get(r.support, r.support)}", highlight=False)
     console.print("[bold]Sources:[/]")
     for c in r.citations:
         why = f": {c.note}" if c.note and c.support != "read" else ""
         score = f" (retrieval score {c.score:.3f})" if c.score is not None else ""
-        console.print(f"  - {c.label}  [{c.support}{why}]{score}", highlight=False, markup=False)
+        console.print(f"  - {c.display}  [{c.support}{why}]{score}", highlight=False, markup=False)
     for flag in r.flags:
         console.print(f"  [yellow]! {flag}[/]", highlight=False)
+    if r.safety:
+        console.print("[bold]Safety:[/]")
+    for d in r.safety:
+        # Sources and details quote corpus text: plain text, never markup.
+        console.print(Text(f"  {d.get('kind')}: {d.get('source')} - {d.get('detail')}", style="yellow"),
+                      highlight=False)
     escalated = f" (routed to {r.routed_strategy}, escalated)" if r.routed_strategy != r.strategy else ""
     console.print(f"[bold]Strategy:[/] {r.strategy}{escalated} — {r.reason}", highlight=False)
     if verbose:
