@@ -122,7 +122,7 @@ def split_document(
 
 
 def _locate(ocr: Sequence[OcrBlock], bounds: list[int], n_lines: int) -> list[_Located]:
-    out = []
+    out: list[_Located] = []
     for block in sorted(ocr, key=lambda b: b.start_line):
         start, end = bounds[min(block.start_line, n_lines)], bounds[min(block.end_line, n_lines)]
         if end > start and (not out or start >= out[-1].end):

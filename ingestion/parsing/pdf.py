@@ -87,8 +87,9 @@ def _read_figures(page: Any, number: int, figures: FigureReader) -> list[FigureT
     """OCR the images of ``page`` that the reader admits, deciding from their dictionaries."""
     if not figures.limits.enabled or figures.limits.per_document <= figures.read_count:
         return []
+    xobjects: Any = None
     try:
-        resources = page.get("/Resources")
+        resources: Any = page.get("/Resources")
         resources = resources.get_object() if resources is not None else None
         xobjects = resources.get("/XObject") if hasattr(resources, "get") else None
         xobjects = xobjects.get_object() if xobjects is not None else None
