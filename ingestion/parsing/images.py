@@ -100,15 +100,32 @@ def open_image(data: bytes, limits: ImageLimits) -> Image:
         try:
             image = PILImage.open(io.BytesIO(data), formats=FORMATS)
         except UnidentifiedImageError:
-            raise ParseFailure(
-                "not a readable image: the bytes are not " + ", ".join(FORMATS[:-1]) + " or BMP "
-                "(the format is read from the content, not the file name)") from None
+            raise ParseFailure(_unidentified(data)) from None
         except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
             raise ParseFailure(_bomb(limits, exc)) from None
         except Exception as exc:  # untrusted input: a broken header is this file's error
             raise ParseFailure(f"corrupt image ({type(exc).__name__}): {exc}"[:300]) from None
     _check_size(image.size, limits)
     return image
+
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+          (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow recognised no image: a known format with a broken header, or not an image."""
+    name = next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
+    if name is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        name = "WEBP"
+    if name == "PNG" and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if width == 0 or height == 0:
+            return f"image has no pixels ({width}x{height})"
+    if name is not None:
+        return f"corrupt {name} image: its header cannot be read"
+    return ("not a readable image: the bytes are not " + ", ".join(FORMATS[:-1]) + " or BMP "
+            "(the format is read from the content, not the file name)")
 
 
 def _bomb(limits: ImageLimits, exc: Exception) -> str:

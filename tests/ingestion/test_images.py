@@ -262,6 +262,31 @@ def test_ocr_can_be_turned_off(settings_env: pytest.MonkeyPatch) -> None:
     assert isinstance(got, Rejected) and got.status is DocumentStatus.SKIPPED and "OCR" in got.reason
 
 
+def test_the_ocr_engine_loads_its_wheels_models_and_never_touches_the_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    import rapidocr
+    from rapidocr.utils.download_file import DownloadFile
+
+    from corral.ingestion.parsing.ocr import RapidOcrEngine
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("OCR tried to reach the network")
+
+    monkeypatch.setattr(DownloadFile, "run", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    engine = RapidOcrEngine()
+    image, boxes = render(["Offline words"])
+    lines = engine.read_image(image)
+    assert [line.text for line in lines] == ["Offline words"]
+    assert contains(lines[0].box, boxes[0]) and 0.5 < lines[0].score <= 1
+    wheel = Path(rapidocr.__file__).resolve().parent / "models"
+    for stage in ("Det", "Cls", "Rec"):
+        assert Path(engine._ocr.cfg[stage].model_path).parent == wheel
+
+
 # --- hostile images -----------------------------------------------------------------------------------
 
 
@@ -305,7 +330,8 @@ def test_pixel_limit_is_a_setting_and_pillows_own(settings_env: pytest.MonkeyPat
         ("notes.png", b"These are meeting notes, not a picture.\n" * 20, "not a readable image"),
         ("noise.jpg", bytes(range(256)) * 40, "not a readable image"),
         ("empty.png", b"", "empty image file"),
-        ("zero.png", "zero", "image"),
+        ("zero.png", "zero", "image has no pixels (0x10)"),
+        ("header.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "corrupt PNG image"),
     ],
 )
 def test_broken_images_fail_alone_with_a_reason(
@@ -350,9 +376,11 @@ def _raw_pdf(objects: list[bytes]) -> bytes:
 
 
 def _pdf_with_tiny_images(n: int) -> bytes:
-    """One page of text drawing ``n`` distinct 2x2 images."""
-    first_image = 6
-    names = b" ".join(b"/Im%d %d 0 R" % (i, first_image + i) for i in range(n))
+    """One page of text drawing ``n`` distinct 2x2 images, and one image whose dictionary claims
+    50,000 x 50,000 pixels over a deflated stream of a megabyte of zeros (a bomb, if decoded)."""
+    first_image = 7
+    names = b"/Bomb 6 0 R " + b" ".join(b"/Im%d %d 0 R" % (i, first_image + i) for i in range(n))
+    zeros = zlib.compress(bytes(1 << 20), 9)
     draws = b"".join(b"q 4 0 0 4 %d %d cm /Im%d Do Q\n" % (10 + i % 140 * 4, 10 + i // 140 * 4, i)
                      for i in range(n))
     content = b"BT /F1 14 Tf 72 760 Td (Catalogue of ten thousand icons) Tj ET\n" + draws
@@ -363,6 +391,9 @@ def _pdf_with_tiny_images(n: int) -> bytes:
         b"/Resources << /Font << /F1 5 0 R >> /XObject << " + names + b" >> >> >>",
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /XObject /Subtype /Image /Width 50000 /Height 50000 /ColorSpace /DeviceGray "
+        b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % len(zeros) + zeros
+        + b"\nendstream",
     ]
     for i in range(n):
         pixels = bytes([i % 256, (i // 256) % 256, 7, 9])
@@ -376,7 +407,7 @@ def test_pdf_with_ten_thousand_tiny_images_costs_bounded_time(settings_env: pyte
     started = time.perf_counter()
     got = parse("icons.pdf", data)
     seconds = time.perf_counter() - started
-    print(f"PDF with 10,000 tiny images ({len(data) // 1024} KiB): parsed in {seconds:.2f} s")
+    print(f"PDF with 10,000 tiny images and a bomb ({len(data) // 1024} KiB): parsed in {seconds:.2f} s")
     assert isinstance(got, ParsedDocument), got
     assert "Catalogue" in got.text and got.images == () and got.ocr == ()
     assert seconds < 30
