@@ -114,7 +114,8 @@ class Trace:
 
 def _read_source(details: dict[str, Any]) -> str:
     """What a tool step read, as a decision names it: ``path:start-end``, a path, or the tool."""
-    args = details.get("args") if isinstance(details.get("args"), dict) else {}
+    given = details.get("args")
+    args: dict[str, Any] = given if isinstance(given, dict) else {}
     path = str(args.get("path") or "")[:300]
     if path and "start_line" in args:
         return f"{path}:{args.get('start_line')}-{args.get('end_line')}"

@@ -34,6 +34,7 @@ from langchain_core.tools import BaseTool
 
 from corral.agents.executor.budget import Budget, BudgetExceeded, Usage
 from corral.core.errors import CorralError
+from corral.core.redaction import count_redactions
 from corral.inference.errors import InferenceError
 
 __all__ = ["ExecutionResult", "PlanExecutor", "Step", "ToolOutcome"]
@@ -234,6 +235,8 @@ class PlanExecutor:
         ok = msg.status != "error" and not text.startswith(("Error", "error"))
         spans = list(msg.artifact) if ok and isinstance(msg.artifact, list) else []
         step.details.update(ok=ok, chars=len(text), spans=len(spans), **({} if ok else {"error": text[:300]}))
+        if ok and (redacted := count_redactions(text)):  # the run records it (Trace.note_redactions)
+            step.details["redacted"] = redacted
         if ok and result is not None:
             result.spans += spans
             result.tool_text.append(text)

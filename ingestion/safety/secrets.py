@@ -140,7 +140,7 @@ _WHOLE_MATCH = (GitHubTokenDetector, GitLabTokenDetector)
 def _detectors() -> tuple[_Detector, ...]:
     out = []
     for cls, (kind, needles) in _KINDS.items():
-        patterns = tuple(cls.denylist)  # type: ignore[arg-type]  # a class attribute on each detector
+        patterns: tuple[re.Pattern[str], ...] = tuple(cls.denylist)  # type: ignore[arg-type]
         lower = tuple(n for n in needles if n == n.lower())
         exact = tuple(n for n in needles if n != n.lower())
         out.append(_Detector(kind, patterns, lower, exact, jwt=cls is JwtTokenDetector,
@@ -184,12 +184,13 @@ def find_secrets(text: str, path: str = "") -> list[Finding]:
         start = newlines[n - 1] + 1 if n else 0
         end = newlines[n] if n < len(newlines) else len(text)
         for offset, line in _windows(text, start, end):
-            for d in todo[n]:
-                if d is None:
+            for todo_d in todo[n]:
+                if todo_d is None:
                     found += (Finding(_KEYWORD_KIND, offset + a, offset + b)
                               for a, b in _keyword_hits(line, keyword_rules))
                 else:
-                    found += (Finding(d.kind, offset + a, offset + b) for a, b in _regex_hits(d, line))
+                    found += (Finding(todo_d.kind, offset + a, offset + b)
+                              for a, b in _regex_hits(todo_d, line))
     return _merged(found)
 
 

@@ -1,4 +1,5 @@
-"""``/v1/keys`` and ``/v1/workspace(s)``: API keys and budgets, for keys with the ``admin`` scope.
+"""``/v1/keys`` and ``/v1/workspace(s)``: API keys, budgets and whether credentials found at ingest are
+kept, for keys with the ``admin`` scope.
 
 An admin key manages its own workspace. Creating other workspaces is for admins of the default
 workspace, the deployment's operators.
@@ -10,7 +11,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from corral.core.db import ApiKey, Scope, Workspace
-from corral.core.errors import ConflictError, PermissionDeniedError
+from corral.core.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from corral.core.services import DEFAULT_WORKSPACE, list_workspaces
 from corral.core.services.corpora import find_workspace, get_or_create_workspace
 from corral.core.services.keys import create_key, list_keys, revoke_key
@@ -41,7 +42,7 @@ def key_out(key: ApiKey) -> KeyOut:
 def workspace_out(session: Session, ws: Workspace) -> WorkspaceOut:
     return WorkspaceOut(name=ws.name, created_at=ws.created_at,
                         monthly_token_budget=ws.monthly_token_budget,
-                        tokens_this_month=tokens_this_month(session, ws.id))
+                        tokens_this_month=tokens_this_month(session, ws.id), keep_secrets=ws.keep_secrets)
 
 
 @router.get("/keys")
@@ -73,8 +74,15 @@ def workspace(caller: AdminCaller, session: SessionDep) -> WorkspaceOut:
 
 @router.patch("/workspace")
 def update_workspace(body: WorkspaceUpdate, caller: AdminCaller, session: SessionDep) -> WorkspaceOut:
+    """Change the fields given: the monthly token budget, whether credentials are kept at ingest."""
     ws = session.get_one(Workspace, caller.workspace_id)
-    ws.monthly_token_budget = body.monthly_token_budget
+    given = body.model_fields_set
+    if "monthly_token_budget" in given:
+        ws.monthly_token_budget = body.monthly_token_budget
+    if "keep_secrets" in given:
+        if body.keep_secrets is None:
+            raise InvalidInputError("keep_secrets is true or false")
+        ws.keep_secrets = body.keep_secrets
     return workspace_out(session, ws)
 
 

@@ -1,4 +1,5 @@
-"""``corral keys create|list|revoke`` and ``corral workspaces create|list|budget``: who may use the API.
+"""``corral keys create|list|revoke`` and ``corral workspaces create|list|budget|secrets``: who may use
+the API, how much, and whether credentials found at ingest are kept.
 
 These talk to the database directly: they are the operator's tools, run where the server's settings
 are. ``corral keys create --admin`` makes the first admin key of a deployment.
@@ -112,13 +113,15 @@ def workspace_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     prepare()
     with session_scope() as session:
         rows = [{"name": w.name, "monthly_token_budget": w.monthly_token_budget,
-                 "tokens_this_month": tokens_this_month(session, w.id)} for w in list_workspaces(session)]
+                 "tokens_this_month": tokens_this_month(session, w.id), "keep_secrets": w.keep_secrets}
+                for w in list_workspaces(session)]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("workspace", "monthly budget", "tokens this month")
+    table = Table("workspace", "monthly budget", "tokens this month", "credentials")
     for r in rows:
-        table.add_row(str(r["name"]), str(r["monthly_token_budget"] or "none"), str(r["tokens_this_month"]))
+        table.add_row(str(r["name"]), str(r["monthly_token_budget"] or "none"), str(r["tokens_this_month"]),
+                      "kept" if r["keep_secrets"] else "redacted")
     console.print(table)
 
 
@@ -133,4 +136,24 @@ def workspace_budget(
     console.print(f"{name}: monthly budget {tokens if tokens is not None else 'none'}.")
 
 
-__all__ = ["create", "list_cmd", "revoke", "workspace_budget", "workspace_create", "workspace_list"]
+def workspace_secrets(
+    name: Annotated[str, typer.Argument()],
+    keep: Annotated[bool | None, typer.Option(
+        "--keep/--redact", help="Keep credentials in the stored text, or redact them (the default).",
+        show_default=False)] = None,
+) -> None:
+    """Show, or set, whether credentials found at ingest (keys, tokens, passwords, private keys) are
+    redacted from a workspace's stored text. A change applies to documents ingested from then on:
+    ingest again to apply it to those already indexed."""
+    prepare()
+    with session_scope() as session:
+        ws = get_workspace(session, name)
+        if keep is not None:
+            ws.keep_secrets = keep
+        state = "kept" if ws.keep_secrets else "redacted"
+    tail = "; ingest again to apply it to documents already indexed" if keep is not None else ""
+    console.print(f"{name}: credentials found at ingest are {state}{tail}.")
+
+
+__all__ = ["create", "list_cmd", "revoke", "workspace_budget", "workspace_create", "workspace_list",
+           "workspace_secrets"]

@@ -1,5 +1,6 @@
-"""Admin: the workspace's API keys (a new key's secret is shown once), revoking them, and the
-workspace's monthly token budget against this month's usage."""
+"""Admin: the workspace's API keys (a new key's secret is shown once), revoking them, the
+workspace's monthly token budget against this month's usage, and whether credentials found at ingest
+are kept or redacted."""
 
 from __future__ import annotations
 
@@ -52,6 +53,19 @@ async def new_key(request: Request, viewer: AdminViewer) -> Response:
 def revoke(request: Request, key_id: str, viewer: AdminViewer) -> Response:
     with session_scope() as db:
         revoke_key(db, key_id[:64], viewer.principal.workspace_id)
+    return redirect(request, "/admin")
+
+
+@router.post("/admin/secrets", dependencies=[Csrf])
+def secrets(request: Request, viewer: AdminViewer,
+            keep_secrets: Annotated[str, Form(max_length=8)] = "") -> Response:
+    """Keep (``keep_secrets=keep``) or redact (``redact``) the credentials found at ingest; applies
+    to documents ingested from now on."""
+    if keep_secrets not in ("keep", "redact"):
+        raise InvalidInputError("choose keep or redact")
+    with session_scope() as db:
+        ws = db.get_one(Workspace, viewer.principal.workspace_id)
+        ws.keep_secrets = keep_secrets == "keep"
     return redirect(request, "/admin")
 
 
