@@ -44,6 +44,7 @@ def parse_pdf(data: bytes, kind: FileKind) -> Extracted:
 
     builder = TextBuilder()
     figures = FigureReader(image_limits())
+    seen: set[tuple[int, int]] = set()
     title: str | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pypdf warns about every oddity of a malformed file
@@ -55,7 +56,8 @@ def parse_pdf(data: bytes, kind: FileKind) -> Extracted:
             if count > MAX_PAGES:
                 raise ParseFailure(f"PDF has {count} pages, over the {MAX_PAGES}-page limit")
             for number, page in enumerate(reader.pages, 1):
-                _add_page(builder, number, page.extract_text() or "", _read_figures(page, number, figures))
+                _add_page(builder, number, page.extract_text() or "",
+                          _read_figures(page, number, figures, seen))
             meta = reader.metadata
             if meta is not None and isinstance(meta.title, str):
                 title = meta.title.strip()[:512] or None
@@ -83,8 +85,11 @@ def _add_page(builder: TextBuilder, number: int, raw: str, figures: list[FigureT
         builder.add("\n")
 
 
-def _read_figures(page: Any, number: int, figures: FigureReader) -> list[FigureText]:
-    """OCR the images of ``page`` that the reader admits, deciding from their dictionaries."""
+def _read_figures(
+    page: Any, number: int, figures: FigureReader, seen: set[tuple[int, int]]
+) -> list[FigureText]:
+    """OCR the images of ``page`` that the reader admits, deciding from their dictionaries;
+    ``seen`` holds the image objects already read in this document."""
     if not figures.limits.enabled or figures.limits.per_document <= figures.read_count:
         return []
     xobjects: Any = None
@@ -104,11 +109,16 @@ def _read_figures(page: Any, number: int, figures: FigureReader) -> list[FigureT
             if entry.get("/Subtype") != "/Image":
                 continue
             width, height = int(entry.get("/Width", 0)), int(entry.get("/Height", 0))
+            raw = xobjects.raw_get(name)
+            key = (int(raw.idnum), int(raw.generation)) if hasattr(raw, "idnum") else None
         except Exception as exc:  # a malformed entry is one image less
             log.debug("page %d: unreadable image entry %s (%r)", number, name, exc)
             continue
-        if not figures.admits(width, height, number):
+        # A logo or letterhead drawn on every page is one object: read once, on its first page.
+        if key in seen or not figures.admits(width, height, number):
             continue
+        if key is not None:
+            seen.add(key)
         ref = f"p{number}-img{len(out) + 1}"
         try:
             image = page.images[name].image

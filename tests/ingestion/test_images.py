@@ -249,6 +249,17 @@ def test_multi_page_tiff_keeps_a_page_per_frame(settings_env: pytest.MonkeyPatch
     assert pages[2][0] == "p2-img1" and "two" in pages[2][1]
 
 
+def test_a_letterhead_on_every_page_is_read_once(settings_env: pytest.MonkeyPatch) -> None:
+    logo, _ = render(["Acme Shipping Company"])
+    got = parse("letters.pdf", _pdf_with_images([
+        ("First letter: the crates arrive on Monday.", logo),
+        ("Second letter: the crates left on Friday.", logo),
+    ]))
+    assert isinstance(got, ParsedDocument), got
+    assert [(im.ref, im.page) for im in got.images] == [("p1-img1", 1)]
+    assert got.text.count("Acme") == 1
+
+
 def test_image_without_text_is_skipped_with_a_reason(settings_env: pytest.MonkeyPatch) -> None:
     got = parse("blank.png", png(Image.new("RGB", (120, 80), "white")))
     assert isinstance(got, Rejected) and got.status is DocumentStatus.SKIPPED
