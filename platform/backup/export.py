@@ -10,7 +10,17 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
-from corral.core.db import Chunk, Corpus, Document, Feedback, Run, RunEvent, Source, session_scope
+from corral.core.db import (
+    Chunk,
+    Corpus,
+    Document,
+    DocumentImage,
+    Feedback,
+    Run,
+    RunEvent,
+    Source,
+    session_scope,
+)
 from corral.core.db.migrate import current_revision
 from corral.core.services import get_workspace
 from corral.platform.backup.format import FORMAT, VERSION, encode_row, open_text
@@ -20,6 +30,7 @@ __all__ = ["ExportSummary", "export_workspace"]
 SOURCE_SKIP = frozenset({"id", "corpus_id"})
 DOCUMENT_SKIP = frozenset({"id", "corpus_id", "source_id"})
 CHUNK_SKIP = frozenset({"id", "document_id"})
+IMAGE_SKIP = frozenset({"id", "document_id"})
 # key_id names an API key, which is not exported; the watchdog's notes are this deployment's.
 RUN_SKIP = frozenset({"id", "corpus_id"})
 EVENT_SKIP = frozenset({"id", "run_id"})
@@ -66,10 +77,14 @@ def _corpus(session: Any, out: IO[str], corpus: Corpus, counts: dict[str, int]) 
                                .order_by(Document.path)):
         chunks = list(session.scalars(select(Chunk).where(Chunk.document_id == doc.id)
                                       .order_by(Chunk.ordinal)))
+        # The images citations of OCR'd text show: not rebuilt on import, so they travel.
+        images = list(session.scalars(select(DocumentImage).where(DocumentImage.document_id == doc.id)
+                                      .order_by(DocumentImage.ref)))
         _line(out, {"type": "document", "corpus": corpus.name,
                     "source": index.get(doc.source_id) if doc.source_id is not None else None,
                     **encode_row(doc, DOCUMENT_SKIP),
-                    "chunks": [encode_row(c, CHUNK_SKIP) for c in chunks]})
+                    "chunks": [encode_row(c, CHUNK_SKIP) for c in chunks],
+                    "images": [encode_row(i, IMAGE_SKIP) for i in images]})
         counts["documents"] += 1
         counts["chunks"] += len(chunks)
         session.expunge_all()  # a big corpus is streamed, not held

@@ -7,7 +7,8 @@
      "workspace": {"name": …, "monthly_token_budget": …}}
     {"type": "corpus", "name": …, "sources": [{source columns}, …]}
     {"type": "document", "corpus": …, "source": <index in its corpus's sources | null>,
-     …document columns…, "chunks": [{chunk columns, text included}, …]}
+     …document columns…, "chunks": [{chunk columns, text included}, …],
+     "images": [{image columns, data as base64}, …]}
     {"type": "run", "corpus": …, …run columns…, "events": [{seq, kind, data, created_at}, …],
      "feedback": [{rating, comment, created_at}, …]}
     {"type": "end", "counts": {"corpora": n, "documents": n, "chunks": n, "runs": n, "feedback": n}}
@@ -19,6 +20,8 @@ secrets); jobs (history of work done, not data). The ``end`` record makes a trun
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import gzip
 import io
@@ -27,7 +30,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.types import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy.types import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 
 from corral.core.errors import InvalidInputError
 
@@ -50,6 +63,8 @@ def _encode(value: Any) -> Any:
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, bytes):  # a stored image: JSON carries it as base64
+        return base64.b64encode(value).decode("ascii")
     return value
 
 
@@ -75,7 +90,11 @@ def _decode(model: type, name: str, column: Any, value: Any, where: str) -> Any:
                 raise TypeError
             moment = datetime.fromisoformat(value)
             return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    except (TypeError, ValueError):
+        if isinstance(kind, LargeBinary):
+            if not isinstance(value, str):
+                raise TypeError
+            return base64.b64decode(value, validate=True)
+    except (TypeError, ValueError, binascii.Error):
         raise InvalidInputError(f"{where}: {name} has an invalid value {str(value)[:60]!r}") from None
     expected: tuple[type, ...] | None = None
     if isinstance(kind, Boolean):

@@ -26,6 +26,7 @@ from corral.core.db import (
     Chunk,
     Corpus,
     Document,
+    DocumentImage,
     Feedback,
     Run,
     RunEvent,
@@ -45,6 +46,7 @@ from corral.platform.backup.export import (
     DOCUMENT_SKIP,
     EVENT_SKIP,
     FEEDBACK_SKIP,
+    IMAGE_SKIP,
     RUN_SKIP,
     SOURCE_SKIP,
 )
@@ -148,8 +150,9 @@ class _Importer:
     def document(self, where: str, record: dict[str, Any]) -> None:
         corpus = self._corpus_of(where, record)
         source_index, chunks = record.pop("source", None), record.pop("chunks", [])
-        if not isinstance(chunks, list):
-            raise InvalidInputError(f"{where}: chunks must be a list")
+        images = record.pop("images", [])
+        if not isinstance(chunks, list) or not isinstance(images, list):
+            raise InvalidInputError(f"{where}: chunks and images must be lists")
         doc = Document(corpus_id=corpus.id, **decode_row(Document, record, DOCUMENT_SKIP, where))
         if source_index is not None:
             sources = self.sources[corpus.name]
@@ -164,6 +167,9 @@ class _Importer:
                           document_id=doc.id, **values)
             self.session.add(chunk)
             self.pending.append((corpus.id, chunk, doc.path, doc.kind))
+        for i, data in enumerate(images):
+            self.session.add(DocumentImage(document_id=doc.id, **decode_row(
+                DocumentImage, data, IMAGE_SKIP, f"{where} image {i}")))
         self.summary.counts["documents"] += 1
         self.summary.counts["chunks"] += len(chunks)
         if len(self.pending) >= _EMBED_EVERY:

@@ -209,3 +209,53 @@ def test_db_upgrade_of_a_database_populated_at_the_previous_release_keeps_its_da
             assert conn.execute(sa.text("SELECT answer FROM run WHERE id = 'r1'")).scalar() == "an answer"
     finally:
         engine.dispose()
+
+
+def test_the_images_of_ocr_read_documents_travel_with_the_export(
+    corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scanned receipt's stored image and its chunks' boxes come back after an import, so the
+    citations of its text still show the image with the box."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from corral.core.db import Chunk, Document, DocumentImage, session_scope
+    from corral.core.db.migrate import ensure_schema
+    from corral.ingestion.ingest import ingest_now
+    from corral.ingestion.sources import PathSpec
+    from corral.platform.cli.app import app
+
+    ensure_schema()
+    root = tmp_path / "scans"
+    root.mkdir()
+    image = Image.new("RGB", (520, 90), "white")
+    ImageDraw.Draw(image).text((12, 24), "Receipt total 4217 kroner", fill="black",
+                               font=ImageFont.load_default(size=30))
+    image.save(root / "receipt.png")
+    ingest_now("scans", PathSpec(root))
+
+    def stored() -> tuple[list[tuple[str, str | None, int, bytes]], list[tuple[str | None, Any]]]:
+        with session_scope() as s:
+            images = [(i.ref, i.mime, i.width, i.data) for i in s.scalars(
+                select(DocumentImage).join(Document).where(Document.path.like("%receipt.png")))]
+            chunks = [(c.image_ref, c.bbox) for c in s.scalars(
+                select(Chunk).join(Document).where(Document.path.like("%receipt.png")))]
+        return images, chunks
+
+    images, chunks = stored()
+    assert images and chunks and all(ref is not None and box for ref, box in chunks)
+    out = tmp_path / "scans.jsonl"
+    assert CliRunner().invoke(app, ["export", "default", "--out", str(out)]).exit_code == 0
+
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "elsewhere"))
+    clear_caches()
+    imported = CliRunner().invoke(app, ["import", str(out)])
+    assert imported.exit_code == 0, imported.output
+    assert stored() == (images, chunks)
+
+    # An image whose data is not base64 is refused with where it was, and nothing is imported.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(out.read_text().replace('"data":"', '"data":"!!not base64', 1))
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "third"))
+    clear_caches()
+    refused = CliRunner().invoke(app, ["import", str(bad)])
+    assert refused.exit_code != 0 and "image 0: data has an invalid value" in refused.output
