@@ -44,6 +44,7 @@ def guarded(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             "CORRAL_GUARD_MODEL": "prompt-guard", "CORRAL_GUARD_ANSWERS": "true",
             "CORRAL_GUARD_ANSWER_MODEL": "llama-guard", "CORRAL_SELF_ROUTE_TOOL_TURNS": "0",
             "CORRAL_INGEST_ALLOWED_ROOTS": json.dumps([str(tmp_path)]),
+            "CORRAL_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
         }.items():
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()
@@ -80,6 +81,8 @@ def test_a_blocked_answer_is_stored_but_every_door_withholds_it(guarded: FakeGua
         job = client.post("/v1/corpora/kb/ingest", json={"path": str(docs)})
         assert job.status_code == 202, job.text
         assert wait_for_job(client, job.json()["job_id"])["state"] == "succeeded"
+        hook = client.post("/v1/webhooks", json={"url": guarded.url + "/hook", "events": ["run.finished"]})
+        assert hook.status_code == 201, hook.text
 
         asked = client.post("/v1/corpora/kb/ask", json={"question": "When does the on-call rotate?"})
         assert asked.status_code == 200, asked.text
@@ -111,11 +114,15 @@ def test_a_blocked_answer_is_stored_but_every_door_withholds_it(guarded: FakeGua
     # Stored for administrators: the database keeps the text.
     from sqlalchemy import select
 
-    from corral.core.db import Run, session_scope
+    from corral.core.db import Run, WebhookDelivery, session_scope
 
     with session_scope() as session:
         stored = session.scalars(select(Run).where(Run.id == body["run_id"])).one()
         assert stored.answer == ANSWER and stored.blocked == body["blocked"]
+        # The run.finished webhook says it was blocked, and carries no answer either.
+        [delivery] = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event == "run.finished"))
+        sent = delivery.payload["data"]["run"]
+        assert sent["answer"] is None and sent["blocked"] == body["blocked"]
     # The guard was asked about the answer as Llama Guard's 'Agent', after the question.
     moderation = [r for r in guarded.requests if r.get("model") == "llama-guard"]
     assert moderation and moderation[0]["messages"][-1] == {"role": "assistant", "content": ANSWER}
