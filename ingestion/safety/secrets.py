@@ -101,6 +101,7 @@ _KINDS: dict[type[RegexBasedDetector], tuple[str, tuple[str, ...]]] = {
     TwilioKeyDetector: ("Twilio key", ()),
 }
 _KEYWORD_KIND = "secret"
+_MAX_KEYWORD_HITS = 64
 _NEWLINE = re.compile("\n")
 _JWT_TAIL = re.compile(r"[A-Za-z0-9\-_.+/=]*")
 
@@ -254,13 +255,15 @@ def _keyword_hits(line: str, rules: dict[re.Pattern[str], int]) -> Iterator[tupl
     if is_indirect_reference(line):
         return
     for regex, group in rules.items():
-        m = regex.search(line)
-        if m is None:
-            continue
-        secret = m.group(group)
-        if not secret or _keyword_false_positive(secret, line):
-            continue
-        yield m.span(group)
+        pos = 0
+        for _ in range(_MAX_KEYWORD_HITS):  # every one on the line (one-line JSON holds several)
+            m = regex.search(line, pos)
+            if m is None:
+                break
+            pos = max(m.end(), pos + 1)
+            secret = m.group(group)
+            if secret and not _keyword_false_positive(secret, line):
+                yield m.span(group)
 
 
 def _keyword_false_positive(secret: str, line: str) -> bool:

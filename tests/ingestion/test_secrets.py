@@ -122,6 +122,14 @@ def test_ordinary_code_is_not_redacted() -> None:
     assert redact_text(ORDINARY, path="fixtures.py").text == ORDINARY
 
 
+def test_every_password_of_a_one_line_config_is_found() -> None:
+    first, second = _chars(14), _chars(16)
+    line = f'{{"db_password": "{first}", "name": "app", "api_key": "{second}"}}'
+    red = redact_text(line, path="config.json")
+    assert first not in red.text and second not in red.text and len(red.positions) == 2
+    assert red.text == '{"db_password": "[REDACTED secret]", "name": "app", "api_key": "[REDACTED secret]"}'
+
+
 def test_a_kept_document_is_counted_but_unchanged() -> None:
     red = redact_text(SETTINGS, path="settings.py", keep=True)
     assert red.text == SETTINGS and len(red.positions) == 8
