@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument("--guard-format", choices=("prompt-guard", "llama-guard"), default="prompt-guard")
     ap.add_argument("--guard-prompt", choices=("server", "client"), default="server")
     ap.add_argument("--guard-corpus", type=int, default=0, help="corpus chunks sampled for the guard")
+    ap.add_argument("--no-corpora", action="store_true", help="the labelled set only")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
@@ -193,9 +194,9 @@ def main() -> None:
 
     import pip
 
-    corpora = {"stdlib": (args.stdlib, ("site-packages",)),
-               "pip": (args.pip or Path(pip.__file__).parent, ()),
-               "README": (ROOT / "README.md", ())}
+    corpora = {} if args.no_corpora else {"stdlib": (args.stdlib, ("site-packages",)),
+                                          "pip": (args.pip or Path(pip.__file__).parent, ()),
+                                          "README": (ROOT / "README.md", ())}
     print(f"\nfalse positives on ordinary text (every chunk is benign)\n{'corpus':<8}{'chunks':>8}"
           f"{'baseline':>16}{'patterns':>16}{'seconds':>9}")
     sample: list[str] = []
