@@ -230,11 +230,11 @@ class WorkspaceUpdate(BaseModel):
 
     monthly_token_budget: int | None = Field(default=None, ge=0, le=MAX_TOKEN_BUDGET, strict=True,
                                              description="Tokens per calendar month; null: no cap")
-    keep_secrets: bool | None = Field(
-        default=None, strict=True,
+    keep_secrets: bool = Field(
+        default=False, strict=True,
         description="Keep credentials found at ingest in the stored text (true) or redact them (false, "
-                    "the default). Applies to documents ingested from now on: ingest again to apply "
-                    "it to the rest.")
+                    "the default; left as it is when not given). Applies to documents ingested from "
+                    "now on: ingest again to apply it to the rest.")
 
 
 class WorkspaceOut(BaseModel):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from corral.core.db import ApiKey, Scope, Workspace
-from corral.core.errors import ConflictError, InvalidInputError, PermissionDeniedError
+from corral.core.errors import ConflictError, PermissionDeniedError
 from corral.core.services import DEFAULT_WORKSPACE, list_workspaces
 from corral.core.services.corpora import find_workspace, get_or_create_workspace
 from corral.core.services.keys import create_key, list_keys, revoke_key
@@ -80,8 +80,6 @@ def update_workspace(body: WorkspaceUpdate, caller: AdminCaller, session: Sessio
     if "monthly_token_budget" in given:
         ws.monthly_token_budget = body.monthly_token_budget
     if "keep_secrets" in given:
-        if body.keep_secrets is None:
-            raise InvalidInputError("keep_secrets is true or false")
         ws.keep_secrets = body.keep_secrets
     return workspace_out(session, ws)
 
