@@ -207,3 +207,19 @@ def store_image(image: Image, ref: str, page: int | None) -> StoredImage:
         mime = "image/jpeg"
     return StoredImage(ref=ref, page=page, mime=mime, width=copy.width, height=copy.height,
                        data=buf.getvalue())
+
+
+def mask_boxes(stored: StoredImage, boxes: list[tuple[int, int, int, int]]) -> StoredImage:
+    """``stored`` with each box (its own pixels) painted over in black: what is hidden from the text
+    read from an image is hidden from the image too. The stored copy is ours, already small."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    image = PILImage.open(io.BytesIO(stored.data))
+    image.load()
+    image = image.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for x0, y0, x1, y1 in boxes:
+        draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), fill="black")
+    return store_image(image, stored.ref, stored.page)
+

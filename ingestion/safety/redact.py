@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from corral.core.redaction import CONTINUATION, marker
+from corral.ingestion.parsing.images import StoredImage, mask_boxes
+from corral.ingestion.parsing.ocr import Box
 from corral.ingestion.parsing.read import ParsedDocument
 from corral.ingestion.safety.secrets import Finding, find_secrets
 
@@ -119,4 +121,23 @@ def clean_document(parsed: ParsedDocument, path: str, *, keep: bool = False) -> 
     if keep or (not red.positions and title == parsed.title):
         return Cleaned(parsed, red.positions, keep)
     pages = tuple(red.offset(p) for p in parsed.pages)
-    return Cleaned(replace(parsed, text=red.text, title=title, pages=pages), red.positions, keep)
+    images = _masked_images(parsed, red.text) if red.positions else parsed.images
+    return Cleaned(replace(parsed, text=red.text, title=title, pages=pages, images=images),
+                   red.positions, keep)
+
+
+def _masked_images(parsed: ParsedDocument, text: str) -> tuple[StoredImage, ...]:
+    """The document's stored images with the boxes of OCR lines that now hold a redaction painted
+    over: the citation's image and a vision backend must not show what the text hides. Redaction
+    keeps every line where it was, so the OCR blocks' line numbers still hold."""
+    if not parsed.ocr:
+        return parsed.images
+    lines = text.split("\n")
+    hidden: dict[str, list[Box]] = {}
+    for block in parsed.ocr:
+        for i, box in enumerate(block.boxes):
+            n = block.start_line + i
+            if box is not None and n < len(lines) and "[REDACTED" in lines[n]:
+                hidden.setdefault(block.ref, []).append(box)
+    return tuple(mask_boxes(image, hidden[image.ref]) if image.ref in hidden else image
+                 for image in parsed.images)

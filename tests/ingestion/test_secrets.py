@@ -262,3 +262,30 @@ def test_keeping_secrets_applies_at_the_next_ingest_and_back(corral_env: Path, r
     stored = "".join(text for text, _ in by_path["repo/settings.py"])
     assert not [s for s in PLANTED if s in stored] and count_redactions(stored) == 8
     assert ingest_now("code", repo).unchanged == 2
+
+
+def test_a_credential_in_a_screenshot_is_painted_over_in_the_stored_image() -> None:
+    """A screenshot of a config holding an AWS key: the OCR'd text is redacted, and so are the
+    pixels the citation shows and a vision backend would be sent; the rest of the image is kept."""
+    import io
+
+    from PIL import Image
+
+    from tests.ingestion.test_images import parse, png, render
+
+    key = "AKIA" + "Q7ZXMN4V2K8PLR3T"
+    image, boxes = render(["Deploy notes for the pager", f"aws_access_key_id = {key}"], width=900)
+    parsed = parse("config.png", png(image))
+    assert isinstance(parsed, ParsedDocument) and key in parsed.text
+    cleaned = clean_document(parsed, "config.png")
+    assert key not in cleaned.parsed.text and cleaned.found == 1
+    [stored] = cleaned.parsed.images
+    assert stored.data != parsed.images[0].data
+    after = Image.open(io.BytesIO(stored.data)).convert("L")
+    before = Image.open(io.BytesIO(parsed.images[0].data)).convert("L")
+    x0, y0, x1, y1 = boxes[1]  # the key's line, as drawn (the stored copy is not scaled: 900 px)
+    hidden = after.crop((x0, y0, x1, y1))
+    assert hidden.getextrema()[1] < 40  # painted black: nothing of the key is left to read
+    kept = (x0, boxes[0][1], x1, boxes[0][3])
+    assert after.crop(kept).tobytes() == before.crop(kept).tobytes()  # the other line untouched
+    assert clean_document(parsed, "config.png", keep=True).parsed.images == parsed.images
