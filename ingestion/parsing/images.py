@@ -215,9 +215,8 @@ def mask_boxes(stored: StoredImage, boxes: list[tuple[int, int, int, int]]) -> S
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
-    image = PILImage.open(io.BytesIO(stored.data))
-    image.load()
-    image = image.convert("RGB")
+    with PILImage.open(io.BytesIO(stored.data)) as opened:
+        image = opened.convert("RGB")
     draw = ImageDraw.Draw(image)
     for x0, y0, x1, y1 in boxes:
         draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), fill="black")
