@@ -104,9 +104,23 @@ def test_the_postgresql_keyword_index_holds_folded_text(
 
 def test_chunks_indexed_before_the_upgrade_are_folded_by_it(corral_env: Path) -> None:
     migrate.upgrade(revision="0004")
-    with session_scope() as s:
-        cid = get_or_create_corpus(s, "old").id
-    _chunks(cid, "old/notes.md", ["The \ufb01le was kept in a drawer.", "Nothing else."])
+    # Rows written as that release wrote them: today's models have columns its schema lacks.
+    with get_engine().begin() as conn:
+        wid = conn.execute(sa.text("INSERT INTO workspace (name) VALUES ('default') RETURNING id")).scalar()
+        cid = conn.execute(sa.text(
+            "INSERT INTO corpus (workspace_id, name, token_count, document_count) "
+            "VALUES (:w, 'old', 0, 1) RETURNING id"), {"w": wid}).scalar()
+        did = conn.execute(sa.text(
+            "INSERT INTO document (corpus_id, path, kind, content_hash, size_bytes, line_count, "
+            "token_count, status) VALUES (:c, 'old/notes.md', 'text', 'h', 1, 2, 0, 'indexed') "
+            "RETURNING id"), {"c": cid}).scalar()
+        for i, text in enumerate(["The \ufb01le was kept in a drawer.", "Nothing else."]):
+            conn.execute(sa.text(
+                "INSERT INTO chunk (id, document_id, ordinal, start_line, end_line, char_start, "
+                "char_end, content_hash, token_count, text) VALUES (:id, :d, :o, :o + 1, :o + 1, 0, "
+                ":n, :h, 0, :t)"), {"id": f"old/notes.md-{i}", "d": did, "o": i, "n": len(text),
+                                     "h": f"h{i}", "t": text})
+    assert isinstance(cid, int)
     migrate.upgrade()
     assert [h.chunk_id for h in get_keyword_index().search(cid, keyword_query("the file"), 5)] == \
         ["old/notes.md-0"]
