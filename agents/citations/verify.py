@@ -236,7 +236,12 @@ def verify_answer(
                 add(replace(Citation.of(holder, holder.score, True, why, CITED if ok else UNSUPPORTED),
                             start_line=start, end_line=end))
     for p in evidence:
-        add(Citation.of(p, p.score, False, None, READ))
+        # A passage read inside a span the answer already cites adds nothing but a second line
+        # naming the same source (a scan read whole and found again by retrieval).
+        if not any(c.cited_by_model and c.verified and c.path == p.path
+                   and c.start_line <= p.start_line and p.end_line <= c.end_line
+                   for c in out.citations):
+            add(Citation.of(p, p.score, False, None, READ))
 
     normed = [(p.label, _norm(p.text)) for p in passages]
     for m in _QUOTE.finditer(answer):

@@ -245,14 +245,22 @@ def whole_corpus(session: Session, corpus_id: int, budget: int | None = None) ->
         if budget is None or used + cost <= budget:
             used += cost
             out.append(Passage(len(out) + 1, d.path, 1, max(d.line_count, 1),
-                               "".join(c.text for c in d.chunks), d.token_count, **image_of(d.chunks)))
+                               "".join(c.text for c in d.chunks), d.token_count,
+                               page=_one_page(d.chunks), **image_of(d.chunks)))
             continue
         head = _head(d.chunks, budget - used - HEADER_TOKENS)
         if head:
             out.append(Passage(len(out) + 1, d.path, 1, head[-1].end_line, "".join(c.text for c in head),
-                               sum(c.token_count for c in head), **image_of(head)))
+                               sum(c.token_count for c in head), page=_one_page(head), **image_of(head)))
         break
     return out
+
+
+def _one_page(chunks: Sequence[Chunk]) -> int | None:
+    """The page a passage of ``chunks`` lies on, when they all lie on one (a one-page scan read
+    whole is cited as that page, like the same text found by retrieval)."""
+    pages = {c.page for c in chunks}
+    return pages.pop() if len(pages) == 1 else None
 
 
 def _head(chunks: Sequence[Chunk], budget: int) -> list[Chunk]:

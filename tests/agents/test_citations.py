@@ -72,6 +72,21 @@ def test_evidence_is_listed_after_what_the_model_cited() -> None:
     assert [c.cited_by_model for c in v.citations] == [False, False]
 
 
+def test_a_passage_read_inside_a_cited_span_is_not_listed_twice() -> None:
+    """A one-page scan read whole and cited, then found again by retrieval: one source line, on its
+    page, not a second "read" line naming the same place."""
+    whole = Passage(1, "docs/report.pdf", 1, 8, "Power failed.\nThe fuel filter was clogged.\n", 12, None,
+                    page=1, image_ref="p1-img1", bbox=(0, 0, 100, 40))
+    found = Passage(2, "docs/report.pdf", 2, 2, "The fuel filter was clogged.\n", 6, 0.4, page=1,
+                    image_ref="p1-img1", bbox=(0, 20, 100, 40))
+    other = Passage(3, "docs/chart.png", 1, 1, "Tickets per quarter\n", 4, 0.2, image_ref="image",
+                    figure=True)
+    lines = {"docs/report.pdf": 8, "docs/chart.png": 1}
+    v = verify_answer("The fuel filter was clogged [1].", [whole], lines, evidence=[found, other])
+    assert [(c.display, c.support) for c in v.citations] == [
+        ("docs/report.pdf p.1 (scan)", CITED), ("docs/chart.png (image)", READ)]
+
+
 def test_hostile_answers_stay_bounded() -> None:
     v = verify_answer("[1]" * 100_000 + " x.py:9999999" * 1000, PASSAGES, LINES)
     assert len(v.citations) <= 200

@@ -168,3 +168,16 @@ def test_images_never_push_the_text_read_out_of_a_small_window(corpora: Corpora)
     assert len(kept) >= 0.75 * len(read) > 0
     [step] = [s for s in result.steps if s["step"] == "images"]
     assert step["sent"] == len(image_parts(content)) and step["sent"] * 600 <= step["room"]
+
+
+def test_a_one_page_scan_read_whole_is_cited_by_its_page(corpora: Corpora) -> None:
+    corpora.add("docs", {"notes.md": "Unrelated notes.\n", "scan.pdf": "The lease: rent 900 euros.\n"})
+    mark(corpora, "scan.pdf", 0, "p2", page=2)
+    chat = scripted("The rent is 900 euros [2].")
+    result = ask(corpora.sessions, "docs", "What rent does the lease say?", chat=chat,
+                 searcher=WordSearcher(), options=AskOptions(max_new_tokens=32))
+    assert result.strategy == "stuff"
+    assert "scan.pdf:1-1 (p.2 scan, OCR text)" in user_content(chat), user_content(chat)
+    cited = next(c for c in result.citations if c.support == CITED)
+    assert cited.display == "scan.pdf p.2 (scan)", result.citations
+    assert [c.display for c in result.citations].count("scan.pdf p.2 (scan)") == 1
