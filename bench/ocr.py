@@ -118,6 +118,23 @@ def _chart() -> Sample:
     return Sample("bar chart with labels", image, truth)
 
 
+def _small_chart() -> Sample:
+    """A small bar chart (700 px): each value just over its bar, quarter labels under them."""
+    image = Image.new("RGB", (700, 420), "white")
+    draw = ImageDraw.Draw(image)
+    font = _font("DejaVuSans.ttf", 22)
+    title = "Tickets closed per quarter"
+    draw.text((30, 20), title, fill="black", font=font)
+    bars = [("Q1", 120), ("Q2", 180), ("Q3", 95), ("Q4", 210)]
+    for i, (label, value) in enumerate(bars):
+        x = 80 + i * 150
+        draw.rectangle((x, 380 - value, x + 80, 380), fill=(70, 110, 200))
+        draw.text((x + 20, 385), label, fill="black", font=font)
+        draw.text((x + 15, 350 - value), str(value), fill="black", font=font)
+    truth = "\n".join([title, "210", "180", "120", "95", " ".join(q for q, _ in bars)])
+    return Sample("small bar chart, values over the bars", image, truth)
+
+
 def _hard_scan() -> Sample:
     """A worse scan: 3 deg, heavier noise and blur, saved as a JPEG at quality 30."""
     lines = PROSE[:5]
@@ -163,6 +180,7 @@ def samples() -> list[Sample]:
         _hard_scan(),
         _low_contrast(),
         _chart(),
+        _small_chart(),
         Sample("code screenshot (dark, mono 16px)",
                _text_image(CODE, "DejaVuSansMono.ttf", 16, 700, fg=(220, 220, 200), bg=(30, 30, 36)),
                "\n".join(line for line in CODE if line)),
@@ -188,11 +206,11 @@ def cer(found: str, truth: str) -> float:
     return levenshtein(f, t) / max(len(t), 1)
 
 
-def rapidocr_reader() -> Callable[[Image.Image, Path], str]:
+def rapidocr_reader(upscale: bool = True) -> Callable[[Image.Image, Path], str]:
     from corral.ingestion.parsing.figures import layout
     from corral.ingestion.parsing.ocr import RapidOcrEngine
 
-    engine = RapidOcrEngine()
+    engine = RapidOcrEngine(upscale=upscale)
 
     def read(image: Image.Image, path: Path) -> str:
         return "\n".join(text for text, _ in layout(engine.read_image(image)))
@@ -238,6 +256,10 @@ def main() -> None:
     t0 = time.perf_counter()
     engines["rapidocr"] = rapidocr_reader()
     load = {"rapidocr": time.perf_counter() - t0}
+    # The engine as it was before small images were scaled up first: the baseline of that change.
+    t0 = time.perf_counter()
+    engines["rapidocr-noup"] = rapidocr_reader(upscale=False)
+    load["rapidocr-noup"] = time.perf_counter() - t0
     tess = tesseract_reader()
     if tess is None:
         print("tesseract: not installed (apt-get install tesseract-ocr tesseract-ocr-eng): skipped")
@@ -251,7 +273,7 @@ def main() -> None:
         t0 = time.perf_counter()
         read(cases[0].image, out / "0.png")  # warm-up: first call loads the models
         load[name] += time.perf_counter() - t0
-    header = f"{'image':44s} {'px':>10s}" + "".join(f" {n + ' CER':>14s} {n + ' s':>12s}" for n in engines)
+    header = f"{'image':44s} {'px':>10s}" + "".join(f" {n + ' CER':>18s} {n + ' s':>16s}" for n in engines)
     print(header)
     for i, case in enumerate(cases):
         row = f"{case.name:44s} {case.image.width}x{case.image.height:<5d}"
@@ -261,7 +283,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             error = cer(found, case.truth)
             results[name].append((error, seconds))
-            row += f" {error:14.3f} {seconds:12.2f}"
+            row += f" {error:18.3f} {seconds:16.2f}"
         print(row)
     print()
     summary = {}
@@ -269,8 +291,11 @@ def main() -> None:
         mean_cer = statistics.mean(r[0] for r in rows)
         mean_s = statistics.mean(r[1] for r in rows)
         summary[name] = (mean_cer, mean_s)
-        print(f"{name:10s} mean CER {mean_cer:.3f}  median CER {statistics.median(r[0] for r in rows):.3f}"
+        print(f"{name:14s} mean CER {mean_cer:.3f}  median CER {statistics.median(r[0] for r in rows):.3f}"
               f"  {mean_s:.2f} s/page  (load + first call {load[name]:.2f} s)")
+    up, flat = summary["rapidocr"], summary["rapidocr-noup"]
+    print(f"rapidocr scaled up vs not: mean CER {up[0]:.3f} vs {flat[0]:.3f}, seconds per page "
+          f"{up[1] / flat[1]:.2f}x")
     if "tesseract" in summary:
         r, t = summary["rapidocr"], summary["tesseract"]
         errors = (f"CER {t[0] / r[0]:.2f}x" if r[0] else

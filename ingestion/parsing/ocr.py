@@ -57,10 +57,21 @@ class OcrEngine(Protocol):
         ...
 
 
+_DET_MAX_SIDE = 1280
+_UPSCALE_SHORT = 736
+_UPSCALE_BELOW = 800
+
+
+def _bicubic() -> Any:
+    from PIL import Image as PILImage
+
+    return PILImage.Resampling.BICUBIC
+
+
 class RapidOcrEngine:
     """rapidocr on onnxruntime with the models of its own wheel."""
 
-    def __init__(self, model_dir: Path | None = None) -> None:
+    def __init__(self, model_dir: Path | None = None, *, upscale: bool = True) -> None:
         try:
             import rapidocr
             from rapidocr import RapidOCR
@@ -71,7 +82,7 @@ class RapidOcrEngine:
         # *shorter* side up to 736 px, which turns a 640x100 screenshot into a 4700x736 input: 3-4x
         # slower on the bench set for the same accuracy (bench/RESULTS.md "OCR").
         params: dict[str, Any] = {
-            "Global.log_level": "error", "Det.limit_type": "max", "Det.limit_side_len": 1280,
+            "Global.log_level": "error", "Det.limit_type": "max", "Det.limit_side_len": _DET_MAX_SIDE,
         }
         for stage, name in _MODEL_FILES.items():
             path = folder / name
@@ -83,12 +94,25 @@ class RapidOcrEngine:
         except Exception as exc:  # a corrupt model file: the engine is unusable, say why
             raise OcrUnavailableError(f"OCR engine failed to load: {exc!r}"[:500]) from None
         self._lock = threading.Lock()
+        self._upscale = upscale
 
     def read_image(self, image: Image) -> list[OcrLine]:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         width, height = rgb.size
+        # A small image (longer side under 800 px) is scaled up first, its shorter side towards 736
+        # px but its longer side no further than the detector's 1280: without it the sparse labels of
+        # a 700 px chart ("120", "Q3") went unseen or misread. Larger images are left as they are:
+        # scaled up, a 900 px screenshot lost a line (bench/RESULTS.md "OCR"). rapidocr's own
+        # upscaling has no ceiling (see above).
+        factor = min(_UPSCALE_SHORT / min(width, height), _DET_MAX_SIDE / max(width, height))
+        probe = rgb
+        if self._upscale and max(width, height) < _UPSCALE_BELOW and factor > 1.05:
+            probe = rgb.resize((round(width * factor), round(height * factor)),
+                               _bicubic())
+        else:
+            factor = 1.0
         with self._lock:
-            result: Any = self._ocr(rgb)
+            result: Any = self._ocr(probe)
         boxes, texts, scores = (getattr(result, name, None) for name in ("boxes", "txts", "scores"))
         if boxes is None or texts is None or scores is None:
             return []
@@ -97,8 +121,8 @@ class RapidOcrEngine:
             text = str(text).strip()
             if not text:
                 continue
-            xs = [float(p[0]) for p in quad]
-            ys = [float(p[1]) for p in quad]
+            xs = [float(p[0]) / factor for p in quad]
+            ys = [float(p[1]) / factor for p in quad]
             box = (max(0, int(min(xs))), max(0, int(min(ys))),
                    min(width, int(max(xs)) + 1), min(height, int(max(ys)) + 1))
             if box[2] > box[0] and box[3] > box[1]:

@@ -236,6 +236,31 @@ def test_photo_is_read_by_its_content_and_upright(settings_env: pytest.MonkeyPat
     assert (got.images[0].width, got.images[0].height) == upright.size
 
 
+def test_a_small_charts_sparse_labels_are_all_read(settings_env: pytest.MonkeyPatch) -> None:
+    """A 700 px bar chart whose values sit just over the bars: every value and label is read, each
+    box where it was drawn (the image is scaled up for reading; the boxes are not)."""
+    chart = Image.new("RGB", (700, 420), "white")
+    draw = ImageDraw.Draw(chart)
+    font = ImageFont.truetype(FONT, 22) if os.path.exists(FONT) else ImageFont.load_default(22)
+    drawn: dict[str, Box] = {}
+    for i, (label, value) in enumerate([("Q1", 120), ("Q2", 180), ("Q3", 95), ("Q4", 210)]):
+        x = 80 + i * 150
+        draw.rectangle((x, 380 - value, x + 80, 380), fill=(70, 110, 200))
+        for text, at in ((label, (x + 20, 385)), (str(value), (x + 15, 350 - value))):
+            draw.text(at, text, fill="black", font=font)
+            box = draw.textbbox(at, text, font=font)
+            drawn[text] = (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
+    got = parse("tickets.png", png(chart))
+    assert isinstance(got, ParsedDocument), got
+    assert set(got.text.split()) >= set(drawn), got.text
+    [block] = got.ocr
+    lines = got.text.split("\n")
+    for i, box in enumerate(block.boxes):
+        for word in lines[block.start_line + i].split():
+            if word in drawn and box is not None:
+                assert contains(box, drawn[word], slack=6), (word, box, drawn[word])
+
+
 def test_multi_page_tiff_keeps_a_page_per_frame(settings_env: pytest.MonkeyPatch) -> None:
     one, _ = render(["Chapter one opens"])
     two, _ = render(["Chapter two closes"])
