@@ -1,9 +1,10 @@
 """A local OpenAI-compatible server standing in for a guard model (and, where a test needs one, the chat
-model beside it): the protocol peer of the guard tests, since no guard model ships in a Python
-package. It answers each chat completion with ``reply(request)`` — a Prompt Guard label, a Llama Guard
-verdict, an answer — or misbehaves as told: an error status, silence past the client's timeout, a
-body that is no chat completion. It keeps every request. Standard library only, on a thread of the
-test's process: ``with FakeGuard(reply) as guard: ... guard.url``."""
+model beside it, or a vision backend whose requests are checked): the protocol peer of the tests that
+talk to a remote model, since no guard or vision model ships in a Python package. It answers each
+chat completion with ``reply(request)`` — a Prompt Guard label, a Llama Guard verdict, an answer — or
+misbehaves as told: an error status, silence past the client's timeout, a body that is no chat
+completion. It keeps every request. Standard library only, on a thread of the test's process:
+``with FakeGuard(reply) as guard: ... guard.url``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 Reply = Callable[[dict[str, Any]], str]
+MAX_BODY = 64 * 1024 * 1024
 
 
 def last_user_text(request: dict[str, Any]) -> str:
@@ -66,7 +68,11 @@ class FakeGuard:
                 self.wfile.write(data)
 
             def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+                size = int(self.headers.get("Content-Length", "0"))
+                if size > MAX_BODY:
+                    self._send(413, b'{"error": {"message": "request too large"}}')
+                    return
+                request = json.loads(self.rfile.read(size) or b"{}")
                 with fake._lock:
                     fake.requests.append(request)
                 if fake.delay_s:

@@ -21,9 +21,9 @@ from corral.core.db import get_sessionmaker
 from corral.platform import composition
 from corral.platform.api.app import create_app
 from corral.platform.composition import answer
+from tests.agents.guard_server import FakeGuard
 from tests.agents.ocr_rows import BOX, mark_ocr
 from tests.conftest import bearer, clear_caches, issue_key
-from tests.platform.recording_openai import RecordingOpenAI
 from tests.platform.test_ask_end_to_end import write_corpus
 
 FILES = {
@@ -131,7 +131,7 @@ def _images(request: dict[str, Any]) -> list[tuple[str, bytes]]:
 def test_a_vision_backend_is_sent_the_images_of_the_ocr_text_it_reads(
     docs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with RecordingOpenAI("Revenue rose to 42 million in Q4 [2].") as server:
+    with FakeGuard("Revenue rose to 42 million in Q4 [2].") as server:
         _remote(monkeypatch, server.url, CORRAL_CHAT_VISION="true")
         try:
             result = answer("docs", QUESTION, Strategy.RETRIEVE)
@@ -149,7 +149,7 @@ def test_a_vision_backend_is_sent_the_images_of_the_ocr_text_it_reads(
 def test_without_vision_the_backend_gets_the_ocr_text_only(
     docs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with RecordingOpenAI("Revenue rose to 42 million in Q4 [2].") as server:
+    with FakeGuard("Revenue rose to 42 million in Q4 [2].") as server:
         _remote(monkeypatch, server.url)
         try:
             result = answer("docs", QUESTION, Strategy.RETRIEVE)

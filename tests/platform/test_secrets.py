@@ -5,8 +5,6 @@ API, the dashboard (CSRF like every admin form) or the CLI; the document page co
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +13,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from corral.core.db import Run, Workspace, session_scope
-from corral.platform.api.app import create_app
 from corral.platform.cli.app import app as cli
-from tests.conftest import bearer, clear_caches, issue_key, wait_for_job
+from tests.conftest import bearer, issue_key, wait_for_job
 from tests.ingestion.test_secrets import PLANTED, SETTINGS
-
-BASE = "http://127.0.0.1"
-CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
-
-
-@pytest.fixture
-def closed(corral_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("CORRAL_AUTH", "required")
-    monkeypatch.setenv("CORRAL_INGEST_ALLOWED_ROOTS", json.dumps([str(tmp_path)]))
-    clear_caches()
-    with TestClient(create_app(), base_url=BASE) as c:
-        yield c
+from tests.platform.web.test_web_access import _csrf, sign_in
+from tests.platform.web.test_web_access import closed as closed  # a fixture
 
 
 @pytest.fixture
@@ -39,18 +26,6 @@ def repo(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "settings.py").write_text(SETTINGS)
     return root
-
-
-def _csrf(client: TestClient, url: str) -> str:
-    found = CSRF.search(client.get(url).text)
-    assert found, f"{url} carries no CSRF token"
-    return found.group(1)
-
-
-def _sign_in(client: TestClient, key: str) -> None:
-    signed = client.post("/signin", data={"api_key": key, "csrf_token": _csrf(client, "/signin"),
-                                          "next": "/corpora"}, follow_redirects=False)
-    assert signed.status_code == 303, signed.text
 
 
 def _keeps() -> bool:
@@ -81,7 +56,7 @@ def test_a_run_that_reads_redacted_text_records_it_and_shows_no_credential(
     page = closed.get(f"/v1/runs/{body['run_id']}")
     assert page.status_code == 200 and not [s for s in PLANTED if s in page.text]
 
-    _sign_in(closed, key)
+    sign_in(closed, key)
     document = closed.get("/corpora/code/documents/repo/settings.py")
     assert document.status_code == 200 and "8 credentials found" in document.text
     assert not [s for s in PLANTED if s in document.text]
@@ -105,7 +80,7 @@ def test_the_workspace_admin_keeps_or_redacts_credentials_over_the_api(closed: T
 
 
 def test_the_dashboard_admin_page_toggles_it_with_its_csrf_token(closed: TestClient) -> None:
-    _sign_in(closed, issue_key("admin"))
+    sign_in(closed, issue_key("admin"))
     page = closed.get("/admin")
     assert "redacted</strong> from the stored text" in page.text
     refused = closed.post("/admin/secrets", data={"keep_secrets": "keep", "csrf_token": "0" * 64})
