@@ -232,14 +232,15 @@ def tesseract_reader() -> Callable[[Image.Image, Path], str] | None:
 
 
 def cpu() -> str:
+    """The host as RESULTS.md records it: the CPU's model name and the engine's reading of its ISA."""
+    import os
+
+    from corral.inference.engine.cpu import cpu_features
+
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
                  "unknown CPU")
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    import os
-
-    return f"{model}, {os.cpu_count()} cores, {isa}"
+    return f"{model}, {os.cpu_count()} cores, {cpu_features().describe()}"
 
 
 def main() -> None:
